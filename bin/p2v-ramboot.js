@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+// Installed entry point: the compiled CLI lives in dist/ (npm run build).
+import { main } from '../dist/ramboot/cli.js';
+await main(process.argv);

@@ -1,0 +1,95 @@
+/**
+ * Inspection: what the exporter found on the source disks, as plain data. It
+ * is produced once (exporter/inspect), printed by `p2v-export --inspect`, given
+ * to fixups (which never detect anything themselves) and to site hooks as JSON.
+ */
+
+export type PartitionTableType = 'dos' | 'gpt' | 'none';
+
+export interface InspectedPartition {
+  /** 1-based partition number as in the table. */
+  number: number;
+  /** Byte offset and size within the disk. */
+  start: number;
+  size: number;
+  /** MBR type byte ("83", "82", "ee") or GPT type GUID. */
+  type: string;
+  /** GPT partition UUID or the MBR "disk-id-NN" PARTUUID. */
+  partUuid?: string;
+  bootable?: boolean;
+  /** blkid TYPE: "ext4", "xfs", "swap", "vfat", "LVM2_member", …; undefined when blkid found nothing. */
+  fsType?: string;
+  fsUuid?: string;
+  fsLabel?: string;
+  /** Where the guest's fstab mounts it ("/", "/boot", "swap"), if it does. */
+  mountpoint?: string;
+}
+
+export interface InspectedDisk {
+  /** Index in --disk order (0 = first disk, the boot disk). */
+  index: number;
+  /** What the user named: /dev/sda or an image file. */
+  source: string;
+  /** Name of the disk on the source machine (sda, nvme0n1, vda), used to map fstab device names. */
+  sourceName: string;
+  size: number;
+  partitionTable: PartitionTableType;
+  /** MBR disk identifier or GPT disk GUID. */
+  diskId?: string;
+  partitions: InspectedPartition[];
+  /** A disk with no partition table but a filesystem on the whole device. */
+  wholeDiskFs?: { fsType: string; fsUuid?: string; fsLabel?: string; mountpoint?: string };
+}
+
+export interface InspectedKernel {
+  /** "6.1.0-18-amd64". */
+  version: string;
+  /** Guest paths ("/boot/vmlinuz-…", "/boot/initrd.img-…"). */
+  vmlinuz: string;
+  initrd?: string;
+  /** Module directory present (/lib/modules/VERSION). */
+  hasModules: boolean;
+}
+
+export type InitramfsTool = 'initramfs-tools' | 'dracut' | 'mkinitrd' | 'unknown';
+export type Bootloader = 'grub2' | 'grub-legacy' | 'extlinux' | 'systemd-boot' | 'unknown';
+export type InitSystem = 'systemd' | 'sysvinit' | 'upstart' | 'unknown';
+export type NetworkConfigSystem = 'ifupdown' | 'netplan' | 'networkmanager' | 'ifcfg' | 'systemd-networkd';
+
+export interface InspectedOs {
+  /** os-release ID: "debian", "ubuntu", "rhel", "centos", "rocky", "fedora", … */
+  distro: string;
+  /** os-release ID_LIKE entries. */
+  distroLike: string[];
+  /** os-release VERSION_ID. */
+  version: string;
+  prettyName: string;
+  hostname?: string;
+  arch: string;
+  kernels: InspectedKernel[];
+  initramfsTool: InitramfsTool;
+  bootloader: Bootloader;
+  /** Grub config paths found (guest paths), e.g. "/boot/grub/grub.cfg". */
+  grubConfigs: string[];
+  /** BLS entry directory when present (/boot/loader/entries). */
+  blsEntries: boolean;
+  initSystem: InitSystem;
+  /** Network configuration systems found in use, most important first. */
+  networkConfig: NetworkConfigSystem[];
+  /** Which (disk, partition) holds / ; partition 0 means the whole disk. */
+  root: { disk: number; partition: number };
+}
+
+/** Everything inspection learned. `os` is absent for data-only disks. */
+export interface Inspection {
+  disks: InspectedDisk[];
+  os?: InspectedOs;
+  /** The source machine, from the live system: vCPUs, memory, NIC MACs. */
+  machine: {
+    cpus: number;
+    memoryMiB: number;
+    nics: { name: string; mac: string }[];
+  };
+  /** Non-fatal findings, e.g. "filesystem on sda3 cannot be mounted: copied whole". */
+  warnings: string[];
+}

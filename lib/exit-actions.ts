@@ -1,0 +1,107 @@
+/**
+ * One registry of undo actions per process (kill nbdkit, unmount, detach a
+ * loop, remove a work dir). An action is registered as soon as its resource
+ * exists and runs in reverse order: on normal completion of a scope, on error,
+ * and on SIGINT/SIGTERM/SIGHUP or a closed stdout (EPIPE), so nothing is left
+ * behind whatever way the process ends.
+ */
+
+export type ExitAction = () => void | Promise<void>;
+
+export interface ExitHandle {
+  /** Run this action now (once) and forget it. */
+  run(): Promise<void>;
+  /** Forget the action without running it (the resource was released). */
+  cancel(): void;
+}
+
+interface Entry {
+  label: string;
+  action: ExitAction;
+  done: boolean;
+}
+
+const stack: Entry[] = [];
+let signalsInstalled = false;
+let exiting = false;
+
+/** Called for each action that throws during cleanup; tests may replace it. */
+export let onCleanupError = (label: string, e: unknown): void => {
+  process.stderr.write(`cleanup: ${label}: ${e instanceof Error ? e.message : String(e)}\n`);
+};
+
+async function runEntry(entry: Entry): Promise<void> {
+  if (entry.done) return;
+  entry.done = true;
+  const i = stack.indexOf(entry);
+  if (i >= 0) stack.splice(i, 1);
+  try {
+    await entry.action();
+  } catch (e) {
+    onCleanupError(entry.label, e);
+  }
+}
+
+/** Register an undo action; it runs at exit unless run or cancelled before. */
+export function onExit(label: string, action: ExitAction): ExitHandle {
+  installSignalHandlers();
+  const entry: Entry = { label, action, done: false };
+  stack.push(entry);
+  return {
+    run: () => runEntry(entry),
+    cancel: () => {
+      entry.done = true;
+      const i = stack.indexOf(entry);
+      if (i >= 0) stack.splice(i, 1);
+    },
+  };
+}
+
+/** Run every pending action, newest first. Safe to call more than once. */
+export async function runExitActions(): Promise<void> {
+  while (stack.length > 0) {
+    const entry = stack[stack.length - 1]!;
+    await runEntry(entry);
+  }
+}
+
+/** Labels of pending actions (for tests and --debug). */
+export function pendingExitActions(): string[] {
+  return stack.map((e) => e.label);
+}
+
+function installSignalHandlers(): void {
+  if (signalsInstalled) return;
+  signalsInstalled = true;
+  const onSignal = (sig: NodeJS.Signals, status: number) => {
+    if (exiting) return;
+    exiting = true;
+    if (stack.length > 0) process.stderr.write(`\ninterrupted by ${sig}, cleaning up\n`);
+    void runExitActions().finally(() => process.exit(status));
+  };
+  process.once('SIGINT', () => onSignal('SIGINT', 130));
+  process.once('SIGTERM', () => onSignal('SIGTERM', 143));
+  process.once('SIGHUP', () => onSignal('SIGHUP', 129));
+}
+
+/**
+ * Run `body` with cleanup guaranteed: actions registered through `scope.onExit`
+ * run (newest first) when body settles, whatever the outcome.
+ */
+export async function withCleanup<T>(
+  body: (scope: { onExit: (label: string, action: ExitAction) => ExitHandle }) => Promise<T>,
+): Promise<T> {
+  const handles: ExitHandle[] = [];
+  const scope = {
+    onExit: (label: string, action: ExitAction) => {
+      const h = onExit(label, action);
+      handles.push(h);
+      return h;
+    },
+  };
+  try {
+    return await body(scope);
+  } finally {
+    for (const h of handles.reverse()) await h.run();
+  }
+}

@@ -1,0 +1,5 @@
+export * from './errors.js';
+export * from './exit-actions.js';
+export * from './run.js';
+export * from './log.js';
+export * from './progress.js';

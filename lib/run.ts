@@ -1,0 +1,117 @@
+/**
+ * Running host programs (qemu-img, nbdkit, losetup, mount, …) through execa.
+ * A failure becomes a P2vError('COMMAND_FAILED') carrying the command line and
+ * the tail of stderr; a missing program becomes P2vError('MISSING_PROGRAM')
+ * naming the Debian package to install.
+ */
+import { execa, type Options, type Result } from 'execa';
+import { P2vError } from './errors.js';
+
+/** Debian package that provides each program we call. */
+export const PACKAGE_OF: Record<string, string> = {
+  'qemu-img': 'qemu-utils',
+  'qemu-storage-daemon': 'qemu-system-common',
+  'qemu-system-x86_64': 'qemu-system-x86',
+  nbdkit: 'nbdkit',
+  nbdfuse: 'nbdfuse',
+  nbdinfo: 'libnbd-bin',
+  nbdcopy: 'libnbd-bin',
+  'mkfs.ext4': 'e2fsprogs',
+  e2fsck: 'e2fsprogs',
+  tune2fs: 'e2fsprogs',
+  debugfs: 'e2fsprogs',
+  mkswap: 'util-linux',
+  swaplabel: 'util-linux',
+  blkid: 'util-linux',
+  losetup: 'util-linux',
+  mount: 'mount',
+  umount: 'mount',
+  fstrim: 'util-linux',
+  findmnt: 'util-linux',
+  sfdisk: 'fdisk',
+  xmllint: 'libxml2-utils',
+  cpio: 'cpio',
+  zstd: 'zstd',
+  xz: 'xz-utils',
+  gzip: 'gzip',
+  tar: 'tar',
+  sshd: 'openssh-server',
+  ssh: 'openssh-client',
+  'ssh-keygen': 'openssh-client',
+  fusermount3: 'fuse3',
+  debootstrap: 'debootstrap',
+};
+
+const found = new Map<string, string | null>();
+
+/** Absolute path of `program` on PATH (or the usual sbin dirs), or null. */
+export async function which(program: string): Promise<string | null> {
+  if (found.has(program)) return found.get(program)!;
+  const { access, constants } = await import('node:fs/promises');
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/local/sbin'];
+  for (const d of dirs) {
+    if (!d) continue;
+    const p = `${d}/${program}`;
+    try {
+      await access(p, constants.X_OK);
+      found.set(program, p);
+      return p;
+    } catch {
+      /* try next */
+    }
+  }
+  found.set(program, null);
+  return null;
+}
+
+/** Throws MISSING_PROGRAM naming the Debian package when `program` is absent. */
+export async function requireProgram(program: string): Promise<string> {
+  const p = await which(program);
+  if (p) return p;
+  const pkg = PACKAGE_OF[program];
+  throw new P2vError('MISSING_PROGRAM', `${program} is not installed`, {
+    hint: pkg ? `install it: apt-get install ${pkg}` : `install ${program}`,
+  });
+}
+
+function tail(text: string | undefined, lines = 8): string | undefined {
+  if (!text) return undefined;
+  const all = text.trimEnd().split('\n');
+  return all.slice(-lines).join('\n') || undefined;
+}
+
+export function quoteArgv(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export interface RunOptions extends Options {
+  /** Explain the step, used as the error message prefix ("mounting /dev/loop3"). */
+  what?: string;
+}
+
+/**
+ * Run a program to completion and return its result; throw a P2vError with the
+ * command line and stderr tail when it fails.
+ */
+export async function run(program: string, args: readonly string[], opts: RunOptions = {}): Promise<Result> {
+  const { what, ...execaOpts } = opts;
+  await requireProgram(program);
+  try {
+    return (await execa(program, args, { stripFinalNewline: true, ...execaOpts })) as Result;
+  } catch (e: unknown) {
+    const err = e as { exitCode?: number; stderr?: unknown; shortMessage?: string; signal?: string };
+    const cmd = quoteArgv([program, ...args]);
+    const how = err.exitCode !== undefined ? `exit status ${err.exitCode}` : (err.signal ?? err.shortMessage ?? 'failed');
+    throw new P2vError('COMMAND_FAILED', `${what ? what + ': ' : ''}${program} failed (${how})`, {
+      command: cmd,
+      stderrTail: tail(typeof err.stderr === 'string' ? err.stderr : undefined),
+      cause: e,
+    });
+  }
+}
+
+/** Run and return trimmed stdout. */
+export async function runText(program: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
+  const r = await run(program, args, opts);
+  return String(r.stdout ?? '').trim();
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything ganeti-p2v needs on this machine, then builds it.
+#   scripts/setup.sh          npm packages + the Debian packages of the default suite
+#   scripts/setup.sh --slow   also what the slow suite needs (debootstrap, qemu-system, grub)
+# Debian packages are installed with apt-get only when missing and only as root;
+# otherwise the missing ones are listed and the script fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE_PKGS=(qemu-utils nbdkit nbdfuse libnbd-bin e2fsprogs fdisk util-linux mount
+  libxml2-utils fuse3 cpio zstd xz-utils gzip tar openssh-server openssh-client
+  dosfstools)
+SLOW_PKGS=(debootstrap qemu-system-x86 grub-pc-bin grub2-common socat python3)
+
+pkgs=("${BASE_PKGS[@]}")
+if [ "${1:-}" = "--slow" ]; then pkgs+=("${SLOW_PKGS[@]}"); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run as root, or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# FUSE needs its device node; loop devices are created on demand by losetup.
+[ -e /dev/fuse ] || { echo "setup: /dev/fuse is missing (modprobe fuse)" >&2; exit 1; }
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+echo "setup: building" >&2
+npx tsc -p tsconfig.json --noEmitOnError false >/dev/null || true
+npx tsc -p tsconfig.json
