@@ -10,6 +10,7 @@ import { P2vError } from './errors.js';
 /** Debian package that provides each program we call. */
 export const PACKAGE_OF: Record<string, string> = {
   'qemu-img': 'qemu-utils',
+  'qemu-nbd': 'qemu-utils',
   'qemu-storage-daemon': 'qemu-system-common',
   'qemu-system-x86_64': 'qemu-system-x86',
   nbdkit: 'nbdkit',
