@@ -1,0 +1,90 @@
+/**
+ * Test helpers: run a real NBD server (nbdkit, or qemu-nbd for a second
+ * implementation) on a Unix socket in `dir`, wait until it serves, and stop
+ * it (always: callers use try/finally or withNbdkit).
+ */
+import { execa, type ResultPromise } from 'execa';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface Nbdkit {
+  socket: string;
+  uri: string;
+  child: ResultPromise;
+  stop(): Promise<void>;
+}
+
+let serial = 0;
+
+export function startNbdkit(dir: string, args: string[]): Promise<Nbdkit> {
+  return startServer(dir, 'nbdkit', (socket, pidfile) => [
+    '--foreground',
+    '--exit-with-parent',
+    '--unix',
+    socket,
+    '--pidfile',
+    pidfile,
+    ...args,
+  ]);
+}
+
+/** qemu-nbd serving `image` (raw) read-write, for as many connections as the test makes. */
+export function startQemuNbd(dir: string, image: string): Promise<Nbdkit> {
+  return startServer(dir, 'qemu-nbd', (socket, pidfile) => [
+    '--persistent',
+    '--shared=8',
+    '--format=raw',
+    '--socket',
+    socket,
+    '--pid-file',
+    pidfile,
+    image,
+  ]);
+}
+
+async function startServer(
+  dir: string,
+  program: string,
+  argv: (socket: string, pidfile: string) => string[],
+): Promise<Nbdkit> {
+  const n = ++serial;
+  const socket = join(dir, `${program}-${n}.sock`);
+  const pidfile = join(dir, `${program}-${n}.pid`);
+  const args = argv(socket, pidfile);
+  const child = execa(program, args, {
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'pipe',
+    reject: false,
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await child;
+    }
+  };
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await access(pidfile);
+      break;
+    } catch {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await stop();
+        const r = await child;
+        throw new Error(`${program} ${args.join(' ')} did not start: ${String(r.stderr)}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return { socket, uri: `nbd+unix:///?socket=${socket}`, child, stop };
+}
+
+export async function withNbdkit<T>(dir: string, args: string[], body: (k: Nbdkit) => Promise<T>): Promise<T> {
+  const k = await startNbdkit(dir, args);
+  try {
+    return await body(k);
+  } finally {
+    await k.stop();
+  }
+}
