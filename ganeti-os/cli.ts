@@ -1,0 +1,73 @@
+/**
+ * p2v-ganeti-os: puts the p2v-image Ganeti OS definition in place on a node.
+ *
+ *   p2v-ganeti-os install [--os-dir DIR] [--name NAME]
+ *   p2v-ganeti-os path
+ *
+ * Ganeti does not replicate OS definitions: run `install` on every node (or
+ * copy the folder that `path` prints; docs/ganeti-os.md shows both ways).
+ */
+import { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli } from '../lib/cli.js';
+import { P2vError } from '../lib/errors.js';
+import { createLogger } from '../lib/log.js';
+import { DEFAULT_OS_DIR, OS_NAME, OS_VARIANT, shippedDefinitionDir } from './definition.js';
+import { installDefinition } from './install.js';
+
+const TOOL = 'p2v-ganeti-os';
+
+export function buildProgram(): Command {
+  const program = new Command(TOOL)
+    .description(
+      `Install the ${OS_NAME} Ganeti OS definition (OS API 20), which imports p2v export\n` +
+        'directories (gnt-backup import) and creates instances from disk images\n' +
+        `(gnt-instance add -o ${OS_NAME}+${OS_VARIANT} -O image=PATH).`,
+    )
+    .showHelpAfterError(false);
+  program
+    .command('install')
+    .description("copy the OS definition into a directory on Ganeti's OS search path, on this node")
+    .option('--os-dir <dir>', 'OS directory (see "OS search path" in gnt-cluster info)', DEFAULT_OS_DIR)
+    .option('--name <name>', 'OS name to install as', OS_NAME)
+    .option('-q, --quiet', 'print nothing when all goes well')
+    .action(async (o: { osDir: string; name: string; quiet?: boolean }) => {
+      const log = createLogger({ tool: TOOL, quiet: o.quiet });
+      const r = await installDefinition({ osDir: o.osDir, name: o.name });
+      log.info(`${r.replaced ? 'replaced' : 'installed'} ${r.path} (${r.files.length} files)`);
+      log.info(`check it with: gnt-os diagnose; use it as -o ${o.name}+${OS_VARIANT}`);
+    });
+  program
+    .command('path')
+    .description('print the folder of the shipped OS definition')
+    .action(() => {
+      const dir = shippedDefinitionDir();
+      if (!existsSync(join(dir, 'ganeti_api_version'))) {
+        throw new P2vError('IO', `the shipped OS definition is missing (looked in ${dir})`, {
+          hint: 'reinstall ganeti-p2v: the ganeti-os/p2v-image folder belongs next to dist/',
+        });
+      }
+      process.stdout.write(dir + '\n');
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await runCli(TOOL, async () => {
+    const program = buildProgram();
+    const usage = (err: { code: string; message: string }) => {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version')
+        process.exit(0);
+      throw new P2vError('USAGE', err.message.replace(/^error: /, ''), { hint: `see ${TOOL} --help` });
+    };
+    program.exitOverride(usage);
+    for (const sub of program.commands) sub.exitOverride(usage);
+    program.configureOutput({ writeErr: () => undefined });
+    for (const sub of program.commands) sub.configureOutput({ writeErr: () => undefined });
+    if (argv.length <= 2) {
+      throw new P2vError('USAGE', 'no command given', { hint: `use ${TOOL} install or ${TOOL} path` });
+    }
+    await program.parseAsync(argv);
+  });
+}
