@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 BASE_PKGS=(qemu-utils nbdkit nbdfuse libnbd-bin e2fsprogs fdisk util-linux mount
   libxml2-utils fuse3 cpio zstd xz-utils gzip tar openssh-server openssh-client
-  dosfstools)
+  dosfstools busybox-static lz4 iproute2 dash)
 SLOW_PKGS=(debootstrap qemu-system-x86 grub-pc-bin grub2-common socat python3)
 
 pkgs=("${BASE_PKGS[@]}")

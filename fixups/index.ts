@@ -1,0 +1,13 @@
+export * from './types.js';
+export * from './runner.js';
+export { serialConsole } from './serial-console.js';
+export { blockDevices } from './block-devices.js';
+export { networkIdentity } from './network-identity.js';
+export { hostname } from './hostname.js';
+export { ipConfig } from './ip-config.js';
+export { initramfsDrivers } from './initramfs-drivers.js';
+export { selinuxRelabel } from './selinux-relabel.js';
+export { siteHooks } from './site-hooks.js';
+export { GuestFiles, resolveInGuest } from './guest-files.js';
+export { CpioScanner, listCpio, type CpioEntry } from './cpio.js';
+export { listInitramfs, compressionOf, type Compression } from './initramfs.js';
