@@ -121,15 +121,15 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
   const workDir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'p2v-export-'));
   const removeWork = onExit(`remove ${workDir}`, () => rm(workDir, { recursive: true, force: true }));
 
+  // Released newest first in the finally below: FUSE views, then overlays, then the work dir.
+  const overlays: Overlay[] = [];
+  const exposed: ExposedDisk[] = [];
   try {
-    const overlays: Overlay[] = [];
-    const exposed: ExposedDisk[] = [];
     await timed('overlay', async () => {
+      for (const d of opts.disks) await checkSourceNotMountedRw(d);
       for (const d of opts.disks) {
-        await checkSourceNotMountedRw(d);
         const ov = await openOverlay(d, { workDir });
         overlays.push(ov);
-        onExit(`close overlay ${d}`, () => ov.close());
         exposed.push(await exposeOverlay(ov, workDir));
       }
     });
@@ -140,7 +140,6 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
         { workDir, log },
       ),
     );
-    for (const w of inspection.warnings) log.warn(w);
     if (opts.inspectOnly) {
       const { formatInspection } = await import('./inspect-format.js');
       print(opts.inspectOnly === 'json' ? JSON.stringify(inspection, null, 2) : formatInspection(inspection));
@@ -175,6 +174,8 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
 
     return await timed('stream', () => streamOva(opts, inspection, planned, overlays, sparsifyReport, steps));
   } finally {
+    for (const e of exposed.reverse()) await e.close();
+    for (const o of overlays.reverse()) await o.close();
     await removeWork.run();
   }
 }

@@ -82,7 +82,7 @@ export async function openOverlay(source: string, opts: OverlayOptions = {}): Pr
       'file',
       `file=${source}`,
     ],
-    { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: { stderr: true }, reject: true },
+    { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: { stderr: true }, reject: true, cleanup: false },
   );
   child.catch(() => undefined); // observed below and on close
   const kill: ExitHandle = onExit(`stop nbdkit (${source})`, async () => {

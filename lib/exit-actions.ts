@@ -79,9 +79,9 @@ function installSignalHandlers(): void {
     if (stack.length > 0) process.stderr.write(`\ninterrupted by ${sig}, cleaning up\n`);
     void runExitActions().finally(() => process.exit(status));
   };
-  process.once('SIGINT', () => onSignal('SIGINT', 130));
-  process.once('SIGTERM', () => onSignal('SIGTERM', 143));
-  process.once('SIGHUP', () => onSignal('SIGHUP', 129));
+  process.on('SIGINT', () => onSignal('SIGINT', 130));
+  process.on('SIGTERM', () => onSignal('SIGTERM', 143));
+  process.on('SIGHUP', () => onSignal('SIGHUP', 129));
 }
 
 /**

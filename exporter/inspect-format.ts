@@ -1,0 +1,73 @@
+/**
+ * formatInspection: the human text of `p2v-export --inspect` (the JSON form is
+ * JSON.stringify of the same Inspection). Pure function.
+ */
+import type { InspectedDisk, Inspection } from './types.js';
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+}
+
+function fs(x: { fsType?: string; fsUuid?: string; fsLabel?: string; mountpoint?: string }): string {
+  const parts = [x.fsType ?? 'no filesystem'];
+  if (x.fsLabel) parts.push(`label "${x.fsLabel}"`);
+  if (x.fsUuid) parts.push(`UUID ${x.fsUuid}`);
+  if (x.mountpoint) parts.push(`mounted on ${x.mountpoint}`);
+  return parts.join(', ');
+}
+
+function disk(d: InspectedDisk): string[] {
+  const head = `disk ${d.index}: ${d.source} (${d.sourceName}), ${bytes(d.size)}, ${d.partitionTable === 'none' ? 'no partition table' : `${d.partitionTable === 'dos' ? 'MBR' : 'GPT'} partition table`}${d.diskId ? ` ${d.diskId}` : ''}`;
+  const lines = [head];
+  if (d.wholeDiskFs) lines.push(`  whole disk: ${fs(d.wholeDiskFs)}`);
+  for (const p of d.partitions) {
+    const flags = p.bootable ? ' (bootable)' : '';
+    lines.push(
+      `  ${String(p.number).padStart(2)}  ${bytes(p.start).padStart(9)} +${bytes(p.size).padEnd(9)} type ${p.type}${flags}: ${fs(p)}`,
+    );
+  }
+  if (!d.wholeDiskFs && d.partitions.length === 0) lines.push('  (empty)');
+  return lines;
+}
+
+export function formatInspection(i: Inspection): string {
+  const out: string[] = [];
+  for (const d of i.disks) out.push(...disk(d));
+  out.push('');
+  const o = i.os;
+  if (!o) out.push('operating system: none found (data disks only)');
+  else {
+    out.push(
+      `operating system: ${o.prettyName} (${o.distro} ${o.version}${o.distroLike.length ? `, like ${o.distroLike.join(' ')}` : ''}), ${o.arch}`,
+    );
+    out.push(
+      `root:             disk ${o.root.disk} ${o.root.partition ? `partition ${o.root.partition}` : 'whole disk'}`,
+    );
+    if (o.hostname) out.push(`hostname:         ${o.hostname}`);
+    out.push(
+      `kernels:          ${o.kernels.length ? o.kernels.map((k) => `${k.version}${k.initrd ? '' : ' (no initrd)'}${k.hasModules ? '' : ' (no modules)'}`).join(', ') : 'none'}`,
+    );
+    out.push(`initramfs:        ${o.initramfsTool}`);
+    out.push(
+      `bootloader:       ${o.bootloader}${o.grubConfigs.length ? ` (${o.grubConfigs.join(', ')})` : ''}${o.blsEntries ? ', BLS entries' : ''}`,
+    );
+    out.push(`init system:      ${o.initSystem}`);
+    out.push(`network config:   ${o.networkConfig.length ? o.networkConfig.join(', ') : 'none found'}`);
+  }
+  const m = i.machine;
+  out.push(
+    `machine:          ${m.cpus} vCPU, ${m.memoryMiB} MiB, NICs ${m.nics.length ? m.nics.map((n) => `${n.name} ${n.mac}`).join(', ') : 'none'}`,
+  );
+  if (i.warnings.length) {
+    out.push('');
+    for (const w of i.warnings) out.push(`warning: ${w}`);
+  }
+  return out.join('\n') + '\n';
+}

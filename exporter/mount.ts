@@ -1,0 +1,348 @@
+/**
+ * The mount path: how the guest's filesystems become host directories without
+ * nbd or device-mapper kernel modules.
+ *
+ *   overlay socket ──nbdfuse──▶ DIR/disk (a host file) ──losetup -o/--sizelimit──▶ /dev/loopN ──mount──▶ ROOT/…
+ *
+ * Every layer is registered with lib/exit-actions the moment it exists and is
+ * torn down in reverse order (unmount, detach, FUSE-unmount), so an error or a
+ * signal at any step leaves no mount, loop device or nbdfuse behind.
+ *
+ *   exposeOverlay(overlay, workDir): Promise<ExposedDisk>
+ *   attachPartition(diskFile, offset, size, { readOnly }): Promise<AttachedPartition>
+ *   mountFilesystem(device, dir, fsType, { readOnly }): Promise<MountedFs>
+ *   mountGuest(inspection, disks, workDir, { readOnly }): Promise<GuestMount>
+ *   guestResolve(root, guestPath): Promise<string | null>  — symlink-safe path inside a guest root
+ */
+import { execa, type ResultPromise } from 'execa';
+import { access, lstat, mkdir, mkdtemp, readlink, rmdir, stat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { P2vError } from '../lib/errors.js';
+import { onExit, type ExitHandle } from '../lib/exit-actions.js';
+import { requireProgram, run, runText } from '../lib/run.js';
+import type { Overlay } from './overlay.js';
+import type { Inspection } from './types.js';
+
+export interface ExposedDisk {
+  /** The disk as a host file. */
+  path: string;
+  /** FUSE-unmount and remove the directory (idempotent). */
+  close(): Promise<void>;
+}
+
+export interface AttachedPartition {
+  /** /dev/loopN */
+  device: string;
+  offset: number;
+  size: number;
+  detach(): Promise<void>;
+}
+
+export interface MountedFs {
+  device: string;
+  dir: string;
+  unmount(): Promise<void>;
+}
+
+export interface GuestMount {
+  /** Host dir with the guest's /, and /boot, /usr … from its fstab mounted below it. */
+  root: string;
+  mounts: { device: string; mountpoint: string; guestPath: string; fsType: string }[];
+  unmountAll(): Promise<void>;
+}
+
+/** Filesystems we mount; everything else is left alone (and copied whole). */
+export const MOUNTABLE_FS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'vfat']);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitForPidfile(pidfile: string, child: ResultPromise, timeoutMs: number): Promise<void> {
+  let exited = false;
+  child.then(
+    () => (exited = true),
+    () => (exited = true),
+  );
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !exited) {
+    try {
+      const st = await stat(pidfile);
+      if (st.size > 0) return;
+    } catch {
+      /* not yet */
+    }
+    await sleep(20);
+  }
+  const r = (await Promise.race([child.catch((e: unknown) => e), sleep(200)])) as { stderr?: unknown } | undefined;
+  const stderr = typeof r?.stderr === 'string' ? r.stderr.trim().split('\n').slice(-5).join('\n') : undefined;
+  throw new P2vError(
+    'COMMAND_FAILED',
+    exited ? 'nbdfuse exited before exposing the overlay' : `nbdfuse did not start within ${timeoutMs / 1000} s`,
+    {
+      stderrTail: stderr || undefined,
+      hint: 'check that FUSE works here (modprobe fuse; apt-get install fuse3 nbdfuse)',
+    },
+  );
+}
+
+/** Is `dir` a mount point right now? (/proc/self/mountinfo, field 5) */
+export async function isMountPoint(dir: string): Promise<boolean> {
+  const { readFile } = await import('node:fs/promises');
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').some((l) => unescapeMountinfo(l.split(' ')[4] ?? '') === dir);
+}
+
+export function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** umount, retrying while the fs is busy, then lazily as a last resort. */
+async function unmountDir(dir: string, program: 'umount' | 'fusermount3' = 'umount'): Promise<void> {
+  const args = program === 'umount' ? [dir] : ['-u', dir];
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (!(await isMountPoint(dir))) return;
+    const r = await execa(program, args, { reject: false });
+    if (r.exitCode === 0) return;
+    await sleep(100 * (attempt + 1));
+  }
+  if (!(await isMountPoint(dir))) return;
+  await run(program, program === 'umount' ? ['-l', dir] : ['-u', '-z', dir], { what: `unmounting ${dir}` });
+}
+
+/** Expose the overlay as a host file with nbdfuse: DIR/disk. */
+export async function exposeOverlay(overlay: Overlay, workDir: string): Promise<ExposedDisk> {
+  await requireProgram('nbdfuse');
+  await requireProgram('fusermount3');
+  const dir = await mkdtemp(join(workDir, 'p2v-fuse-'));
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  const pidfile = join(dir, 'nbdfuse.pid');
+  const removeDir: ExitHandle = onExit(`remove ${dir}`, async () => {
+    // rmdir, never rm -r: if the unmount failed, the overlay must not be emptied through it.
+    await rmdir(mnt).catch(() => undefined);
+    await execa('rm', ['-f', pidfile], { reject: false });
+    await rmdir(dir).catch(() => undefined);
+  });
+  const child = execa('nbdfuse', ['-P', pidfile, join(mnt, 'disk'), '--unix', overlay.socket], {
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'pipe',
+    buffer: { stderr: true },
+    // Not execa's own kill-on-signal: nbdfuse must outlive the loop devices and mounts above it, and our
+    // exit action (fusermount3 -u) ends it in the right order.
+    cleanup: false,
+  });
+  child.catch(() => undefined);
+  const stop: ExitHandle = onExit(`fuse-unmount ${mnt}`, async () => {
+    if (child.exitCode === null) {
+      // nbdfuse exits by itself once its mount point is unmounted (it must not be killed first).
+      await unmountDir(mnt, 'fusermount3').catch(() => undefined);
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await child.catch(() => undefined);
+      clearTimeout(t);
+    }
+    await unmountDir(mnt, 'fusermount3');
+  });
+  try {
+    await waitForPidfile(pidfile, child, 15_000);
+    await access(join(mnt, 'disk'));
+  } catch (e) {
+    await stop.run();
+    await removeDir.run();
+    throw e;
+  }
+  let closed = false;
+  return {
+    path: join(mnt, 'disk'),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await stop.run();
+      await removeDir.run();
+    },
+  };
+}
+
+async function detachLoop(dev: string): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const r = await execa('losetup', ['-d', dev], { reject: false });
+    if (r.exitCode === 0) return;
+    // Already gone (someone else detached it, or autoclear): nothing to do.
+    const st = await execa('losetup', [dev], { reject: false });
+    if (st.exitCode !== 0) return;
+    await sleep(100 * (attempt + 1));
+  }
+  await run('losetup', ['-d', dev], { what: `detaching ${dev}` });
+}
+
+/** Attach bytes [offset, offset+size) of a disk file to a loop device. */
+export async function attachPartition(
+  diskFile: string,
+  offset: number,
+  size: number,
+  opts: { readOnly?: boolean } = {},
+): Promise<AttachedPartition> {
+  const args = [
+    '--find',
+    '--show',
+    '-o',
+    String(offset),
+    '--sizelimit',
+    String(size),
+    ...(opts.readOnly ? ['--read-only'] : []),
+    diskFile,
+  ];
+  const device = await runText('losetup', args, { what: `attaching ${diskFile} at offset ${offset}` });
+  const h = onExit(`detach ${device}`, () => detachLoop(device));
+  return { device, offset, size, detach: () => h.run() };
+}
+
+/**
+ * Mount one filesystem. Read-only mounts still use a writable device below
+ * (the overlay), so a dirty ext4/xfs journal is replayed into the overlay
+ * rather than failing the mount, as libguestfs does on its own overlays.
+ */
+export async function mountFilesystem(
+  device: string,
+  dir: string,
+  fsType: string,
+  opts: { readOnly?: boolean; options?: string[] } = {},
+): Promise<MountedFs> {
+  const o = [...(opts.readOnly ? ['ro'] : []), ...(opts.options ?? [])];
+  await run('mount', ['-t', fsType, ...(o.length ? ['-o', o.join(',')] : []), device, dir], {
+    what: `mounting ${device} (${fsType}) on ${dir}`,
+  });
+  const h = onExit(`unmount ${dir}`, () => unmountDir(dir));
+  return { device, dir, unmount: () => h.run() };
+}
+
+/**
+ * Resolve a guest path to a host path under `root`, following symlinks the way
+ * the guest would (absolute targets are inside the guest), so a hostile or
+ * merged-/usr guest can never make us read or write outside its tree.
+ * Returns null when the path does not exist.
+ */
+export async function guestResolve(root: string, guestPath: string): Promise<string | null> {
+  const parts = guestPath.split('/').filter((p) => p && p !== '.');
+  const resolved: string[] = [];
+  let hops = 0;
+  while (parts.length > 0) {
+    const part = parts.shift()!;
+    if (part === '..') {
+      resolved.pop();
+      continue;
+    }
+    const host = join(root, ...resolved, part);
+    let st;
+    try {
+      st = await lstat(host);
+    } catch {
+      return null;
+    }
+    if (st.isSymbolicLink()) {
+      if (++hops > 40) return null;
+      const target = await readlink(host);
+      if (target.startsWith('/')) resolved.length = 0;
+      parts.unshift(...target.split('/').filter((p) => p && p !== '.'));
+      continue;
+    }
+    resolved.push(part);
+  }
+  return join(root, ...resolved);
+}
+
+function depth(mountpoint: string): number {
+  return mountpoint === '/' ? 0 : posix.normalize(mountpoint).split('/').filter(Boolean).length;
+}
+
+/** Mount the guest's filesystems as its fstab says (as recorded by inspection). */
+export async function mountGuest(
+  inspection: Inspection,
+  disks: ExposedDisk[],
+  workDir: string,
+  opts: { readOnly?: boolean; warn?: (msg: string) => void } = {},
+): Promise<GuestMount> {
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`p2v-export: warning: ${m}\n`));
+  interface Want {
+    disk: number;
+    offset: number;
+    size: number;
+    fsType: string;
+    mountpoint: string;
+    what: string;
+  }
+  const wants: Want[] = [];
+  for (const d of inspection.disks) {
+    const file = disks[d.index]?.path;
+    if (!file)
+      throw new P2vError('INSPECTION', `disk ${d.index} (${d.source}) is not exposed`, {
+        hint: 'this is a bug: expose every inspected disk',
+      });
+    const consider = (
+      fsType: string | undefined,
+      mountpoint: string | undefined,
+      offset: number,
+      size: number,
+      what: string,
+    ) => {
+      if (!mountpoint || !mountpoint.startsWith('/')) return;
+      if (!fsType || !MOUNTABLE_FS.has(fsType)) {
+        warn(`${what} (${fsType ?? 'unknown'}) for ${mountpoint} cannot be mounted here: it is copied as it is`);
+        return;
+      }
+      wants.push({ disk: d.index, offset, size, fsType, mountpoint: posix.normalize(mountpoint), what });
+    };
+    if (d.wholeDiskFs) consider(d.wholeDiskFs.fsType, d.wholeDiskFs.mountpoint, 0, d.size, d.sourceName);
+    for (const p of d.partitions)
+      consider(p.fsType, p.mountpoint, p.start, p.size, `${d.sourceName} partition ${p.number}`);
+  }
+  wants.sort((a, b) => depth(a.mountpoint) - depth(b.mountpoint) || a.mountpoint.localeCompare(b.mountpoint));
+  if (!wants.some((w) => w.mountpoint === '/'))
+    throw new P2vError('INSPECTION', 'the guest has no mountable root filesystem', {
+      hint: 'run p2v-export --inspect to see what was found on the disks',
+    });
+
+  const root = await mkdtemp(join(workDir, 'p2v-root-'));
+  const undo: (() => Promise<void>)[] = [];
+  const removeRoot = onExit(`remove ${root}`, () => rmdir(root).catch(() => undefined));
+  const mounts: GuestMount['mounts'] = [];
+  let done = false;
+  const unmountAll = async () => {
+    if (done) return;
+    done = true;
+    let first: unknown;
+    for (const u of undo.reverse()) {
+      try {
+        await u();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    await removeRoot.run();
+    if (first) throw first;
+  };
+  try {
+    for (const w of wants) {
+      const target = w.mountpoint === '/' ? root : await guestResolve(root, w.mountpoint);
+      let dir = target;
+      if (!dir) {
+        if (opts.readOnly) {
+          warn(`${w.mountpoint} does not exist in the guest: ${w.what} is not mounted`);
+          continue;
+        }
+        dir = join(root, w.mountpoint);
+        await mkdir(dir, { recursive: true });
+      }
+      if (!dir.startsWith(root))
+        throw new P2vError('INSPECTION', `mount point ${w.mountpoint} escapes the guest root`, {});
+      const part = await attachPartition(disks[w.disk]!.path, w.offset, w.size);
+      undo.push(part.detach);
+      const fs = await mountFilesystem(part.device, dir, w.fsType, { readOnly: opts.readOnly });
+      undo.push(fs.unmount);
+      mounts.push({ device: part.device, mountpoint: dir, guestPath: w.mountpoint, fsType: w.fsType });
+    }
+  } catch (e) {
+    await unmountAll().catch(() => undefined);
+    throw e;
+  }
+  return { root, mounts, unmountAll };
+}

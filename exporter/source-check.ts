@@ -1,0 +1,88 @@
+/**
+ * checkSourceNotMountedRw: refuse a source block device that the running
+ * system has mounted read-write, directly or through one of its partitions,
+ * or through a device stacked on it (LVM, dm-crypt, md), or uses as active
+ * swap: its blocks change under the copy and the result would be torn.
+ * Image files are not checked (they are the user's business).
+ *
+ *   checkSourceNotMountedRw(source): Promise<void>   throws P2vError('SOURCE_BUSY')
+ */
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { P2vError } from '../lib/errors.js';
+import { unescapeMountinfo } from './mount.js';
+
+/** "MAJ:MIN" of the block device and of everything built from it (partitions, holders), with names. */
+async function relatedDevices(majMin: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const visit = async (link: string) => {
+    let dev: string;
+    let sysPath: string;
+    try {
+      sysPath = await realpath(link);
+      dev = (await readFile(`${sysPath}/dev`, 'utf8')).trim();
+    } catch {
+      return;
+    }
+    if (out.has(dev)) return;
+    const name = basename(sysPath);
+    out.set(dev, name);
+    const entries = await readdir(sysPath).catch(() => [] as string[]);
+    // Partitions are subdirectories named after the disk (sda1, nvme0n1p1, loop0p1).
+    for (const e of entries) if (e.startsWith(name) && e !== name) await visit(`${sysPath}/${e}`);
+    for (const h of await readdir(`${sysPath}/holders`).catch(() => [] as string[]))
+      await visit(`/sys/class/block/${h}`);
+  };
+  await visit(`/sys/dev/block/${majMin}`);
+  return out;
+}
+
+export async function checkSourceNotMountedRw(source: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(source);
+  } catch {
+    throw new P2vError('USAGE', `source disk ${source} does not exist`, {
+      hint: 'name a block device (/dev/sda) or a disk image file',
+    });
+  }
+  if (!st.isBlockDevice()) return;
+  const major = Math.floor(st.rdev / 256) & 0xfff;
+  const minor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
+  const devs = await relatedDevices(`${major}:${minor}`);
+  if (devs.size === 0) devs.set(`${major}:${minor}`, source);
+
+  const byName = new Map([...devs.values()].map((n) => [n, n]));
+  const busy: string[] = [];
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const line of info.split('\n')) {
+    if (!line) continue;
+    const [pre, post] = line.split(' - ');
+    const f = pre!.split(' ');
+    const [, mountSource, superOpts = ''] = (post ?? '').split(' ');
+    // btrfs and some others report an anonymous device number: match the mount source's name too.
+    let name = devs.get(f[2] ?? '');
+    if (!name && mountSource?.startsWith('/dev/'))
+      name = byName.get(basename(await realpath(mountSource).catch(() => mountSource)));
+    // Writable if either the mount or the superblock is rw (a ro bind of a rw fs is still written to).
+    if (name && (f[5]?.split(',').includes('rw') || superOpts.split(',').includes('rw')))
+      busy.push(`${name} on ${unescapeMountinfo(f[4] ?? '?')}`);
+  }
+  const swaps = await readFile('/proc/swaps', 'utf8').catch(() => '');
+  for (const l of swaps.split('\n').slice(1)) {
+    const dev = l.split(/\s+/)[0];
+    if (!dev) continue;
+    try {
+      const s = await stat(dev);
+      if (!s.isBlockDevice()) continue;
+      const mm = `${Math.floor(s.rdev / 256) & 0xfff}:${(s.rdev & 0xff) | ((s.rdev >> 12) & 0xfff00)}`;
+      if (devs.has(mm)) busy.push(`${devs.get(mm)} as active swap`);
+    } catch {
+      /* gone */
+    }
+  }
+  if (busy.length)
+    throw new P2vError('SOURCE_BUSY', `${source} is in use read-write by this system (${busy.join(', ')})`, {
+      hint: 'boot the machine from a live image so its disks are not mounted, or unmount them (swapoff for swap) first',
+    });
+}

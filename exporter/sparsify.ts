@@ -1,0 +1,170 @@
+/**
+ * sparsify: make the overlay's free space into holes so the stream skips it.
+ *
+ * - every mounted filesystem is fstrim'med; the kernel's discards travel
+ *   loop → nbdfuse (fallocate punch-hole) → NBD trim → the cow filter, which
+ *   then reports those blocks as holes in its block status;
+ * - filesystems the guest does not mount (no fstab entry) are mounted for the
+ *   trim and unmounted again;
+ * - swap partitions are punched whole and re-created with mkswap keeping
+ *   their UUID and label, so fstab and resume= entries still match;
+ * - anything else (LVM, LUKS, unknown) is copied whole, with a warning.
+ * Every failure here is a warning: sparsify only saves space.
+ *
+ *   sparsify(inspection, mount, disks, { log }): Promise<SparsifyReport>
+ *   checkSourceNotMountedRw(source)  (re-exported from ./source-check)
+ */
+import { execa } from 'execa';
+import { mkdtemp, rmdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Logger } from '../lib/log.js';
+import { requireProgram, run } from '../lib/run.js';
+import { attachPartition, mountFilesystem, MOUNTABLE_FS, type ExposedDisk, type GuestMount } from './mount.js';
+import { isContainerPartition } from './partitions.js';
+import type { Inspection } from './types.js';
+
+export { checkSourceNotMountedRw } from './source-check.js';
+
+export interface SparsifyReport {
+  /** One entry per filesystem trimmed (or that failed to trim: trimmedBytes 0 and a warning). */
+  filesystems: { disk: number; partition: number; guestPath?: string; fsType: string; trimmedBytes: number }[];
+  swaps: { disk: number; partition: number; uuid?: string; label?: string; bytes: number }[];
+  warnings: string[];
+}
+
+/** Parse `fstrim -v` output: "/mnt: 54.7 MiB (57367552 bytes) trimmed". */
+export function parseFstrim(out: string): number {
+  const m = out.match(/\((\d+) bytes\) trimmed/);
+  return m ? Number(m[1]) : 0;
+}
+
+async function fstrim(dir: string): Promise<number> {
+  const r = await run('fstrim', ['-v', dir], { what: `trimming ${dir}` });
+  return parseFstrim(String(r.stdout));
+}
+
+/** Turn a byte range of the exposed disk into a hole (falls back to a discard on a loop device). */
+async function punch(file: string, offset: number, size: number): Promise<void> {
+  const r = await execa('fallocate', ['--punch-hole', '--keep-size', '-o', String(offset), '-l', String(size), file], {
+    reject: false,
+  });
+  if (r.exitCode === 0) return;
+  const part = await attachPartition(file, offset, size);
+  try {
+    await run('blkdiscard', ['-f', part.device], { what: `discarding ${part.device}` });
+  } finally {
+    await part.detach();
+  }
+}
+
+export async function sparsify(
+  inspection: Inspection,
+  mount: GuestMount,
+  disks: ExposedDisk[],
+  opts: { log: Logger },
+): Promise<SparsifyReport> {
+  await requireProgram('fstrim');
+  const { log } = opts;
+  const report: SparsifyReport = { filesystems: [], swaps: [], warnings: [] };
+  const warn = (m: string) => {
+    report.warnings.push(m);
+    log.warn(m);
+  };
+  const mounted = new Set(mount.mounts.map((m) => m.guestPath));
+  const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+  for (const d of inspection.disks) {
+    const file = disks[d.index]!.path;
+    const regions = [
+      ...(d.wholeDiskFs
+        ? [
+            {
+              partition: 0,
+              start: 0,
+              size: d.size,
+              fsType: d.wholeDiskFs.fsType,
+              fsUuid: d.wholeDiskFs.fsUuid,
+              fsLabel: d.wholeDiskFs.fsLabel,
+              mountpoint: d.wholeDiskFs.mountpoint,
+              container: false,
+            },
+          ]
+        : []),
+      ...d.partitions.map((p) => ({
+        partition: p.number,
+        start: p.start,
+        size: p.size,
+        fsType: p.fsType,
+        fsUuid: p.fsUuid,
+        fsLabel: p.fsLabel,
+        mountpoint: p.mountpoint,
+        container: isContainerPartition(p),
+      })),
+    ];
+    for (const p of regions) {
+      const where = p.partition ? `${d.sourceName} partition ${p.partition}` : d.sourceName;
+      if (p.container || !p.fsType) continue;
+      if (p.mountpoint && mounted.has(p.mountpoint)) {
+        const m = mount.mounts.find((x) => x.guestPath === p.mountpoint)!;
+        let trimmed = 0;
+        try {
+          trimmed = await fstrim(m.mountpoint);
+          log.info(`trimmed ${p.mountpoint} (${where}): ${(trimmed / 1048576).toFixed(1)} MiB`);
+        } catch (e) {
+          warn(`cannot trim ${p.mountpoint} (${where}): ${msg(e)}; its free space is copied`);
+        }
+        report.filesystems.push({
+          disk: d.index,
+          partition: p.partition,
+          guestPath: p.mountpoint,
+          fsType: p.fsType,
+          trimmedBytes: trimmed,
+        });
+      } else if (p.fsType === 'swap') {
+        try {
+          await punch(file, p.start, p.size);
+          const part = await attachPartition(file, p.start, p.size);
+          try {
+            await run(
+              'mkswap',
+              [...(p.fsUuid ? ['-U', p.fsUuid] : []), ...(p.fsLabel ? ['-L', p.fsLabel] : []), part.device],
+              { what: `re-creating swap on ${where}` },
+            );
+          } finally {
+            await part.detach();
+          }
+          report.swaps.push({ disk: d.index, partition: p.partition, uuid: p.fsUuid, label: p.fsLabel, bytes: p.size });
+          log.info(`swap on ${where} emptied and re-created with UUID ${p.fsUuid ?? '(new)'}`);
+        } catch (e) {
+          warn(`cannot empty the swap on ${where}: ${msg(e)}; it is copied whole`);
+        }
+      } else if (MOUNTABLE_FS.has(p.fsType)) {
+        // Not mounted by the guest's fstab: mount it just for the trim.
+        let trimmed = 0;
+        const dir = await mkdtemp(join(dirname(mount.root), 'p2v-trim-'));
+        try {
+          const part = await attachPartition(file, p.start, p.size);
+          try {
+            const fs = await mountFilesystem(part.device, dir, p.fsType);
+            try {
+              trimmed = await fstrim(dir);
+            } finally {
+              await fs.unmount();
+            }
+          } finally {
+            await part.detach();
+          }
+          log.info(`trimmed the ${p.fsType} filesystem on ${where}: ${(trimmed / 1048576).toFixed(1)} MiB`);
+        } catch (e) {
+          warn(`the ${p.fsType} filesystem on ${where} cannot be mounted or trimmed (${msg(e)}): it is copied whole`);
+        } finally {
+          await rmdir(dir).catch(() => undefined);
+        }
+        report.filesystems.push({ disk: d.index, partition: p.partition, fsType: p.fsType, trimmedBytes: trimmed });
+      } else {
+        warn(`the ${p.fsType} on ${where} cannot be mounted here: it is copied whole`);
+      }
+    }
+  }
+  return report;
+}
