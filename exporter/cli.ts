@@ -18,7 +18,8 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 function intIn(min: number, max: number) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
     return n;
   };
 }
@@ -36,7 +37,12 @@ export function buildProgram(): Command {
         '  p2v-export --disk /dev/sda -o machine.ova\n' +
         '  p2v-export --disk /dev/sda --inspect --json',
     )
-    .requiredOption('-d, --disk <path>', 'source disk (block device or image file); repeat for more disks, boot disk first', collect, [])
+    .requiredOption(
+      '-d, --disk <path>',
+      'source disk (block device or image file); repeat for more disks, boot disk first',
+      collect,
+      [],
+    )
     .option('--ovf', 'stream the OVA to standard output (chunked)')
     .option('-o, --output <file>', 'write a standard single-file OVA to FILE ("-" = standard output, chunked)')
     .option('--ssh <user@host[:port]>', 'run the receiver on the stager over SSH and stream to it')
@@ -47,7 +53,11 @@ export function buildProgram(): Command {
     .option('--inspect', 'inspect the source disks, print what was found, and stop')
     .option('--json', 'with --inspect: print JSON')
     .option('--dry-run', 'print every planned fixup as a unified diff and stop; nothing is sent')
-    .addOption(new Option('--hypervisor <profile>', 'target hypervisor profile').choices(['kvm', 'xen-pvm', 'xen-hvm']).default('kvm'))
+    .addOption(
+      new Option('--hypervisor <profile>', 'target hypervisor profile')
+        .choices(['kvm', 'xen-pvm', 'xen-hvm'])
+        .default('kvm'),
+    )
     .option('--hostname <name>', 'new hostname for the moved machine')
     .option('--ip <address/prefix>', 'static IPv4/IPv6 address of the primary interface')
     .option('--gateway <address>', 'default gateway')
@@ -60,7 +70,9 @@ export function buildProgram(): Command {
     .option('--memory <size>', 'memory, e.g. 4G (default: that of this machine)')
     .option('--compress-level <n>', 'zlib level of the VMDK grains, 0-9', intIn(0, 9))
     .option('--chunk-size <size>', 'OVA chunk size when streaming (default 64M)')
-    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'json', 'none']).default('auto'))
+    .addOption(
+      new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'json', 'none']).default('auto'),
+    )
     .option('--report <file>', 'write the export report as JSON to FILE')
     .option('-v, --verbose', 'more log lines')
     .option('-q, --quiet', 'only warnings and errors')
@@ -101,7 +113,8 @@ interface CliOpts {
 
 function chooseOutput(o: CliOpts): ExportOutput | undefined {
   const modes = [o.ovf && '--ovf', o.output && '-o', o.ssh && '--ssh'].filter(Boolean);
-  if (modes.length > 1) throw new P2vError('USAGE', `${modes.join(' and ')} cannot be combined`, { hint: 'choose one destination' });
+  if (modes.length > 1)
+    throw new P2vError('USAGE', `${modes.join(' and ')} cannot be combined`, { hint: 'choose one destination' });
   if (o.inspect || o.dryRun) return undefined;
   if (o.ssh) {
     return {
@@ -116,8 +129,14 @@ function chooseOutput(o: CliOpts): ExportOutput | undefined {
     };
   }
   if (o.output && o.output !== '-') return { kind: 'file', path: o.output };
-  if (!o.ovf && o.output !== '-') throw new P2vError('USAGE', 'no destination given', { hint: 'use --ovf (stream to stdout), -o FILE.ova, or --ssh USER@STAGER' });
-  if (process.stdout.isTTY) throw new P2vError('USAGE', 'refusing to write an OVA stream to a terminal', { hint: 'pipe it: p2v-export --ovf … | ssh stager p2v-import' });
+  if (!o.ovf && o.output !== '-')
+    throw new P2vError('USAGE', 'no destination given', {
+      hint: 'use --ovf (stream to stdout), -o FILE.ova, or --ssh USER@STAGER',
+    });
+  if (process.stdout.isTTY)
+    throw new P2vError('USAGE', 'refusing to write an OVA stream to a terminal', {
+      hint: 'pipe it: p2v-export --ovf … | ssh stager p2v-import',
+    });
   return { kind: 'stdout' };
 }
 
@@ -131,6 +150,10 @@ export async function main(argv: string[]): Promise<void> {
     program.configureOutput({ writeErr: () => undefined });
     program.parse(argv);
     const o = program.opts<CliOpts>();
+    if (o.disk.length === 0)
+      throw new P2vError('USAGE', 'no source disk given', {
+        hint: 'name each disk with --disk /dev/sdX, boot disk first',
+      });
     if (o.ip && o.dhcp) throw new P2vError('USAGE', '--ip and --dhcp cannot be combined');
     if (o.json && !o.inspect) throw new P2vError('USAGE', '--json goes with --inspect');
     const output = chooseOutput(o);

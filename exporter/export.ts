@@ -29,7 +29,7 @@ import { writeStreamOptimized } from '../ovf/vmdk/index.js';
 import { buildDescriptor } from '../ovf/descriptor/index.js';
 import { writeOva } from '../ovf/ova/index.js';
 import { DEFAULT_CHUNK_SIZE, FORMAT_URI, type MachineDescription, type OvfDisk, type OvfFile } from '../ovf/types.js';
-import { openRemoteReceiver, type SshOptions } from './ssh-transport.js';
+import { openRemoteReceiver, type RemoteReceiver, type SshOptions } from './ssh-transport.js';
 
 export type ExportOutput =
   | { kind: 'stdout' }
@@ -99,7 +99,10 @@ function cimOsId(distro: string | undefined): number {
 
 /** A Ganeti-valid instance name from whatever the guest or user gave. */
 export function instanceName(raw: string | undefined): string {
-  const cleaned = (raw ?? '').toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
+  const cleaned = (raw ?? '')
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .replace(/^[-.]+|[-.]+$/g, '');
   return cleaned || 'p2v-machine';
 }
 
@@ -117,7 +120,15 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
     }
   };
 
-  if (opts.disks.length === 0) throw new P2vError('USAGE', 'no source disk given', { hint: 'name each disk with --disk /dev/sdX' });
+  if (opts.disks.length === 0)
+    throw new P2vError('USAGE', 'no source disk given', { hint: 'name each disk with --disk /dev/sdX' });
+  // Reach the stager first: a wrong key or host key must fail before minutes of work, not after.
+  let receiver: RemoteReceiver | undefined;
+  if (opts.output.kind === 'ssh' && !opts.inspectOnly && !opts.dryRun) {
+    receiver = await timed('connect', () => openRemoteReceiver((opts.output as { ssh: SshOptions }).ssh));
+    const r = receiver;
+    onExit('close SSH connection', () => r.close());
+  }
   const workDir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'p2v-export-'));
   const removeWork = onExit(`remove ${workDir}`, () => rm(workDir, { recursive: true, force: true }));
 
@@ -145,7 +156,8 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
       print(opts.inspectOnly === 'json' ? JSON.stringify(inspection, null, 2) : formatInspection(inspection));
       return { inspection, fixups: [], disks: [], bytesSent: 0, steps };
     }
-    if (!inspection.os) log.warn('no operating system found on the source disks: exporting them as data disks, without fixups');
+    if (!inspection.os)
+      log.warn('no operating system found on the source disks: exporting them as data disks, without fixups');
 
     let planned: PlannedFixup[] = [];
     let sparsifyReport: SparsifyReport | undefined;
@@ -172,7 +184,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
     // The FUSE view must be gone before we read the overlay: unmounting flushes every write into nbdkit.
     for (const e of exposed) await e.close();
 
-    return await timed('stream', () => streamOva(opts, inspection, planned, overlays, sparsifyReport, steps));
+    return await timed('stream', () => streamOva(opts, inspection, planned, overlays, sparsifyReport, steps, receiver));
   } finally {
     for (const e of exposed.reverse()) await e.close();
     for (const o of overlays.reverse()) await o.close();
@@ -187,6 +199,7 @@ async function streamOva(
   overlays: Overlay[],
   sparsifyReport: SparsifyReport | undefined,
   steps: StepTime[],
+  receiver: RemoteReceiver | undefined,
 ): Promise<ExportReport> {
   const { log } = opts;
   const contents = [];
@@ -245,13 +258,22 @@ async function streamOva(
         cleanup.cancel();
       },
     };
-  } else if (out.kind === 'ssh') {
-    const recv = await openRemoteReceiver(out.ssh);
-    onExit('close SSH connection', () => recv.close());
-    target = { mode: 'stream', output: recv.stdin, where: `${out.ssh.target.user}@${out.ssh.target.host}`, finish: () => recv.done };
+  } else if (out.kind === 'ssh' && receiver) {
+    const recv = receiver;
+    target = {
+      mode: 'stream',
+      output: recv.stdin,
+      where: `${out.ssh.target.user}@${out.ssh.target.host}`,
+      finish: () => recv.done,
+    };
   } else {
     const stream = out.kind === 'stream' ? out.stream : process.stdout;
-    target = { mode: 'stream', output: stream, where: out.kind === 'stream' ? 'stream' : 'stdout', finish: async () => undefined };
+    target = {
+      mode: 'stream',
+      output: stream,
+      where: out.kind === 'stream' ? 'stream' : 'stdout',
+      finish: async () => undefined,
+    };
   }
 
   const result = await writeOva({
@@ -265,13 +287,20 @@ async function streamOva(
   if (target.mode === 'stream' && out.kind !== 'stdout') (target.output as Writable).end();
   await target.finish();
   progress.finish();
-  log.info(`sent ${result.bytesWritten} bytes (${contents.length} disk(s), ${totalData} data bytes) to ${target.where}`);
+  log.info(
+    `sent ${result.bytesWritten} bytes (${contents.length} disk(s), ${totalData} data bytes) to ${target.where}`,
+  );
   for (const c of contents) await c.close();
   return {
     inspection,
     fixups: planned,
     sparsify: sparsifyReport,
-    disks: contents.map((c, i) => ({ source: overlays[i]!.source, capacity: c.capacity, dataBytes: c.dataBytes, vmdkBytes: vmdks[i]!.stats.bytesOut })),
+    disks: contents.map((c, i) => ({
+      source: overlays[i]!.source,
+      capacity: c.capacity,
+      dataBytes: c.dataBytes,
+      vmdkBytes: vmdks[i]!.stats.bytesOut,
+    })),
     bytesSent: result.bytesWritten,
     steps,
     output: target.where,

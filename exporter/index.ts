@@ -1,6 +1,13 @@
 export * from './types.js';
 export { openOverlay, type Overlay, type OverlayOptions } from './overlay.js';
-export { exposeOverlay, attachPartition, mountGuest, type ExposedDisk, type AttachedPartition, type GuestMount } from './mount.js';
+export {
+  exposeOverlay,
+  attachPartition,
+  mountGuest,
+  type ExposedDisk,
+  type AttachedPartition,
+  type GuestMount,
+} from './mount.js';
 export { readPartitionTable } from './partitions.js';
 export { inspect } from './inspect.js';
 export { formatInspection } from './inspect-format.js';

@@ -29,7 +29,14 @@ function matchesHostField(field: string, candidates: string[]): boolean {
   for (const pat of field.split(',')) {
     const negated = pat.startsWith('!');
     const p = negated ? pat.slice(1) : pat;
-    const re = new RegExp('^' + p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+    const re = new RegExp(
+      '^' +
+        p
+          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+          .replace(/\*/g, '.*')
+          .replace(/\?/g, '.') +
+        '$',
+    );
     if (candidates.some((c) => re.test(c))) {
       if (negated) return false;
       matched = true;

@@ -48,12 +48,19 @@ async function waitForFile(path: string, child: ResultPromise, timeoutMs: number
       await new Promise((r) => setTimeout(r, 20));
     }
   }
-  const r = await Promise.race([child.catch((e: unknown) => e), new Promise((r) => setTimeout(() => r(undefined), 200))]);
+  const r = await Promise.race([
+    child.catch((e: unknown) => e),
+    new Promise((r) => setTimeout(() => r(undefined), 200)),
+  ]);
   const stderr = (r as { stderr?: string } | undefined)?.stderr;
-  throw new P2vError('COMMAND_FAILED', exited ? 'nbdkit exited before serving the overlay' : 'nbdkit did not start within ' + timeoutMs / 1000 + ' s', {
-    stderrTail: typeof stderr === 'string' ? stderr.trim().split('\n').slice(-5).join('\n') : undefined,
-    hint: 'check that nbdkit and its cow filter are installed (apt-get install nbdkit) and the source is readable',
-  });
+  throw new P2vError(
+    'COMMAND_FAILED',
+    exited ? 'nbdkit exited before serving the overlay' : 'nbdkit did not start within ' + timeoutMs / 1000 + ' s',
+    {
+      stderrTail: typeof stderr === 'string' ? stderr.trim().split('\n').slice(-5).join('\n') : undefined,
+      hint: 'check that nbdkit and its cow filter are installed (apt-get install nbdkit) and the source is readable',
+    },
+  );
 }
 
 /** Start a copy-on-write overlay over `source`. */
@@ -62,7 +69,9 @@ export async function openOverlay(source: string, opts: OverlayOptions = {}): Pr
   try {
     await stat(source);
   } catch {
-    throw new P2vError('USAGE', `source disk ${source} does not exist`, { hint: 'name a block device (/dev/sda) or a disk image file' });
+    throw new P2vError('USAGE', `source disk ${source} does not exist`, {
+      hint: 'name a block device (/dev/sda) or a disk image file',
+    });
   }
   const dir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'p2v-overlay-'));
   const socket = join(dir, 'nbd.sock');

@@ -5,9 +5,13 @@ import type { ExportReport } from './export.js';
 export function formatReport(r: ExportReport): string {
   const lines: string[] = ['', 'p2v-export report'];
   const os = r.inspection.os;
-  lines.push(`  guest:     ${os ? `${os.prettyName} (root on disk ${os.root.disk} partition ${os.root.partition})` : 'no operating system found (data disks)'}`);
+  lines.push(
+    `  guest:     ${os ? `${os.prettyName} (root on disk ${os.root.disk} partition ${os.root.partition})` : 'no operating system found (data disks)'}`,
+  );
   for (const d of r.disks) {
-    lines.push(`  disk:      ${d.source}: ${formatBytes(d.capacity)}, ${formatBytes(d.dataBytes)} data read, ${formatBytes(d.vmdkBytes)} as VMDK`);
+    lines.push(
+      `  disk:      ${d.source}: ${formatBytes(d.capacity)}, ${formatBytes(d.dataBytes)} data read, ${formatBytes(d.vmdkBytes)} as VMDK`,
+    );
   }
   const changes = r.fixups.flatMap((f) => f.summary.map((s) => `${f.fixup}: ${s}`));
   lines.push(`  fixups:    ${changes.length ? changes.length + ' change(s)' : 'none'}`);

@@ -80,40 +80,77 @@ export async function openRemoteReceiver(opts: SshOptions): Promise<RemoteReceiv
   const auth = await privateKeyFor(opts);
   await new Promise<void>((resolve, reject) => {
     conn.once('ready', () => resolve());
-    conn.once('error', (e: Error) => reject(refusal ?? new P2vError('SSH', `cannot connect to ${target.host}:${target.port}: ${e.message}`, { cause: e, hint: 'check the stager address, the key, and that sshd runs there' })));
-    conn.connect({
-      host: target.host,
-      port: target.port,
-      username: target.user,
-      readyTimeout: opts.readyTimeoutMs ?? 20_000,
-      ...auth,
-      hostVerifier: (key: Buffer) => {
-        const fp = fingerprintOf(key);
-        if (opts.hostKey) {
-          if (fp === opts.hostKey) return true;
-          refusal = new P2vError('SSH', `host key of ${target.host} is ${fp}, not the pinned ${opts.hostKey}`, { hint: 'if the stager was reinstalled, check the new key out of band and pin it' });
+    conn.once('error', (e: Error) =>
+      reject(
+        refusal ??
+          new P2vError('SSH', `cannot connect to ${target.host}:${target.port}: ${e.message}`, {
+            cause: e,
+            hint: 'check the stager address, the key, and that sshd runs there',
+          }),
+      ),
+    );
+    try {
+      conn.connect({
+        host: target.host,
+        port: target.port,
+        username: target.user,
+        readyTimeout: opts.readyTimeoutMs ?? 20_000,
+        ...auth,
+        hostVerifier: (key: Buffer) => {
+          const fp = fingerprintOf(key);
+          if (opts.hostKey) {
+            if (fp === opts.hostKey) return true;
+            refusal = new P2vError('SSH', `host key of ${target.host} is ${fp}, not the pinned ${opts.hostKey}`, {
+              hint: 'if the stager was reinstalled, check the new key out of band and pin it',
+            });
+            return false;
+          }
+          const v = checkKnownHosts(known ?? '', target.host, target.port, key);
+          if (v.ok) return true;
+          refusal =
+            v.reason === 'unknown'
+              ? new P2vError('SSH', `host key of ${target.host} (${fp}) is not in known_hosts`, {
+                  hint: `verify it out of band, then pin it with --host-key ${fp} or add it to known_hosts`,
+                })
+              : new P2vError('SSH', `host key of ${target.host} CHANGED (now ${fp}): refusing to send`, {
+                  hint: 'someone may be intercepting the connection; check the stager key out of band',
+                });
           return false;
-        }
-        const v = checkKnownHosts(known ?? '', target.host, target.port, key);
-        if (v.ok) return true;
-        refusal =
-          v.reason === 'unknown'
-            ? new P2vError('SSH', `host key of ${target.host} (${fp}) is not in known_hosts`, { hint: `verify it out of band, then pin it with --host-key ${fp} or add it to known_hosts` })
-            : new P2vError('SSH', `host key of ${target.host} CHANGED (now ${fp}): refusing to send`, { hint: 'someone may be intercepting the connection; check the stager key out of band' });
-        return false;
-      },
-    });
+        },
+      });
+    } catch (e) {
+      reject(
+        new P2vError(
+          'SSH',
+          `cannot use the SSH key${opts.keyFile ? ' ' + opts.keyFile : ''}: ${(e as Error).message}`,
+          { hint: 'give an unencrypted OpenSSH private key with --key, or load the key into ssh-agent' },
+        ),
+      );
+    }
   });
   const channel = await new Promise<import('ssh2').ClientChannel>((resolve, reject) => {
-    conn.exec(opts.command, (err, ch) => (err ? reject(new P2vError('SSH', `cannot start "${opts.command}" on ${target.host}: ${err.message}`)) : resolve(ch)));
+    conn.exec(opts.command, (err, ch) =>
+      err
+        ? reject(new P2vError('SSH', `cannot start "${opts.command}" on ${target.host}: ${err.message}`))
+        : resolve(ch),
+    );
   });
   channel.stderr.pipe(opts.stderr ?? process.stderr, { end: false });
   const done = new Promise<void>((resolve, reject) => {
     channel.once('exit', (code: number | null, signal?: string) => {
       if (code === 0) resolve();
-      else reject(new P2vError('SSH', `the receiver on ${target.host} failed (${code !== null ? 'exit status ' + code : 'signal ' + signal})`, { hint: 'its own error message is above' }));
+      else
+        reject(
+          new P2vError(
+            'SSH',
+            `the receiver on ${target.host} failed (${code !== null ? 'exit status ' + code : 'signal ' + signal})`,
+            { hint: 'its own error message is above' },
+          ),
+        );
     });
-    channel.once('close', () => reject(new P2vError('SSH', `connection to ${target.host} closed before the receiver finished`)));
+    channel.once('close', () =>
+      reject(new P2vError('SSH', `connection to ${target.host} closed before the receiver finished`)),
+    );
     conn.once('error', (e: Error) => reject(new P2vError('SSH', `connection to ${target.host} failed: ${e.message}`)));
   });
   done.catch(() => undefined).finally(() => conn.end());

@@ -10,7 +10,11 @@ export async function runCli(tool: string, body: () => Promise<void>): Promise<v
   const debug = process.argv.includes('--debug') || process.env.P2V_DEBUG === '1';
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') {
-      void fail(new P2vError('IO', 'the reader of standard output went away (broken pipe)', { hint: 'check the receiving side (p2v-import or ssh) for its own error' }));
+      void fail(
+        new P2vError('IO', 'the reader of standard output went away (broken pipe)', {
+          hint: 'check the receiving side (p2v-import or ssh) for its own error',
+        }),
+      );
     }
   });
   let failed = false;

@@ -49,7 +49,14 @@ export class Progress {
     const eta = total && rate > 0 ? Math.max(0, (total - this.done) / rate) : undefined;
     if (mode === 'json') {
       this.out.write(
-        JSON.stringify({ phase, done: this.done, total: total ?? null, rate: Math.round(rate), eta: eta === undefined ? null : Math.round(eta), final }) + '\n',
+        JSON.stringify({
+          phase,
+          done: this.done,
+          total: total ?? null,
+          rate: Math.round(rate),
+          eta: eta === undefined ? null : Math.round(eta),
+          final,
+        }) + '\n',
       );
       return;
     }

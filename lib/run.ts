@@ -111,7 +111,8 @@ export async function run(program: string, args: readonly string[], opts: RunOpt
   } catch (e: unknown) {
     const err = e as { exitCode?: number; stderr?: unknown; shortMessage?: string; signal?: string };
     const cmd = quoteArgv([program, ...args]);
-    const how = err.exitCode !== undefined ? `exit status ${err.exitCode}` : (err.signal ?? err.shortMessage ?? 'failed');
+    const how =
+      err.exitCode !== undefined ? `exit status ${err.exitCode}` : (err.signal ?? err.shortMessage ?? 'failed');
     throw new P2vError('COMMAND_FAILED', `${what ? what + ': ' : ''}${program} failed (${how})`, {
       command: cmd,
       stderrTail: tail(typeof err.stderr === 'string' ? err.stderr : undefined),
