@@ -1,0 +1,62 @@
+// `p2v-export --ssh` against a real OpenSSH server whose key is restricted to
+// a forced p2v-import: the machine arrives as the same Ganeti export as with
+// `p2v-export --ovf | p2v-import`, and a key the stager does not know is refused.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { buildSampleDisk } from '../../lib/sample-disk.js';
+import { cliArgv } from '../helpers/cli.js';
+import { needPrograms, needRoot } from '../helpers/programs.js';
+import { startSshd, type Sshd } from '../helpers/sshd.js';
+
+let dir: string;
+let sshd: Sshd;
+
+beforeAll(async () => {
+  needRoot();
+  await needPrograms('nbdkit', 'nbdfuse', 'sshd', 'qemu-img');
+  dir = await mkdtemp(join(tmpdir(), 'p2v-sshexp-'));
+  await mkdir(join(dir, 'staging'));
+  await mkdir(join(dir, 'exports'));
+  const importer = cliArgv('p2v-import').join(' ');
+  sshd = await startSshd(dir, (pub) => `command="${importer} --staging ${dir}/staging --ganeti-export ${dir}/exports",restrict ${pub}`);
+});
+afterAll(async () => {
+  await sshd?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('p2v-export --ssh', () => {
+  it('streams into the forced p2v-import and produces the Ganeti export', async () => {
+    const sample = await buildSampleDisk({ path: join(dir, 'src.img'), sizeMiB: 128, swapMiB: 16, fillerMiB: 2 });
+    const exp = cliArgv('p2v-export');
+    const r = await execa(
+      exp[0]!,
+      [...exp.slice(1), '--disk', sample.path, '--hostname', 'viassh', '--cpus', '1', '--memory', '256M', '--ssh', `root@127.0.0.1:${sshd.port}`, '--key', sshd.clientKey, '--known-hosts', sshd.knownHosts],
+      { reject: false, stdin: 'ignore' },
+    );
+    expect(r.stderr).toContain('p2v-export report');
+    expect(r.exitCode).toBe(0);
+    expect(await readdir(join(dir, 'exports'))).toEqual(['viassh']);
+    const ini = await readFile(join(dir, 'exports', 'viassh', 'config.ini'), 'utf8');
+    expect(ini).toContain('name = viassh');
+    expect(ini).toContain('disk0_size = 128');
+    const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', join(dir, 'exports', 'viassh', 'disk0.raw')])).stdout);
+    expect(info['virtual-size']).toBe(sample.size);
+    // Nothing half-done left in staging.
+    expect((await readdir(join(dir, 'staging'))).filter((n) => n.endsWith('.partial'))).toEqual([]);
+  });
+
+  it('refuses a stager whose host key is unknown, before any work', async () => {
+    const exp = cliArgv('p2v-export');
+    const r = await execa(exp[0]!, [...exp.slice(1), '--disk', '/nonexistent-disk', '--ssh', `root@127.0.0.1:${sshd.port}`, '--key', sshd.clientKey, '--known-hosts', join(dir, 'empty')], {
+      reject: false,
+      stdin: 'ignore',
+    });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^p2v-export: host key of 127\.0\.0\.1 \(SHA256:\S+\) is not in known_hosts$/m);
+    expect(r.stderr).not.toContain('overlay');
+  });
+});
