@@ -1,0 +1,228 @@
+/**
+ * DiskSink: where a disk's decoded bytes land. Chunks arrive as DataChunks in
+ * ascending offset order (gaps are zeros); only non-zero data is written, with
+ * positional writes, so holes in the image stay holes in a sparse raw file
+ * (and untouched blocks on a device). One module owns this so the rules —
+ * order, bounds, zero skipping, final size, fsync — are enforced in one place
+ * whoever feeds the sink (VMDK grains, qemu-img output copies, re-reads).
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { P2vError } from '../lib/errors.js';
+import { run } from '../lib/run.js';
+import { GRAIN_SIZE, type DataChunk } from '../ovf/types.js';
+import { describeSize } from './size.js';
+
+export interface DiskSink {
+  /** Virtual size of the disk being written. */
+  readonly capacity: number;
+  /** Bytes actually written (zero runs are skipped). */
+  readonly dataBytes: number;
+  /** Write one chunk; offsets must ascend and stay within capacity. */
+  write(chunk: DataChunk): Promise<void>;
+  /** Set the final size (files), flush to stable storage and close. */
+  finish(): Promise<void>;
+  /** Close without finishing (the caller removes what it must). */
+  abort(): Promise<void>;
+}
+
+const ZERO = Buffer.alloc(4 * 1024 * 1024);
+
+/** True when every byte of `b` is zero (memcmp against a zero page). */
+export function isZero(b: Buffer): boolean {
+  for (let off = 0; off < b.length; off += ZERO.length) {
+    const n = Math.min(ZERO.length, b.length - off);
+    if (!b.subarray(off, off + n).equals(ZERO.subarray(0, n))) return false;
+  }
+  return true;
+}
+
+class FdSink implements DiskSink {
+  private next = 0;
+  private written = 0;
+  private closed = false;
+
+  constructor(
+    private readonly fh: FileHandle,
+    readonly capacity: number,
+    private readonly what: string,
+    private readonly truncate: boolean,
+  ) {}
+
+  get dataBytes(): number {
+    return this.written;
+  }
+
+  async write({ offset, data }: DataChunk): Promise<void> {
+    if (!Number.isSafeInteger(offset) || offset < this.next) {
+      throw new P2vError(
+        'BAD_VMDK',
+        `${this.what}: data at offset ${offset} is out of order (expected ${this.next} or later)`,
+        {
+          hint: 'the disk stream is corrupt or hostile; export it again',
+        },
+      );
+    }
+    if (offset + data.length > this.capacity) {
+      throw new P2vError(
+        'BAD_VMDK',
+        `${this.what}: data at offset ${offset} runs past the disk's capacity of ${this.capacity} bytes`,
+        {
+          hint: 'the disk stream is corrupt or hostile; export it again',
+        },
+      );
+    }
+    this.next = offset + data.length;
+    // Skip zero runs at grain granularity so a chunk that is mostly holes
+    // still leaves holes.
+    for (let p = 0; p < data.length;) {
+      const n = Math.min(GRAIN_SIZE - ((offset + p) % GRAIN_SIZE), data.length - p);
+      const piece = data.subarray(p, p + n);
+      if (!isZero(piece)) {
+        let done = 0;
+        while (done < n) {
+          const { bytesWritten } = await this.fh.write(piece, done, n - done, offset + p + done);
+          done += bytesWritten;
+        }
+        this.written += n;
+      }
+      p += n;
+    }
+  }
+
+  async finish(): Promise<void> {
+    if (this.truncate) await this.fh.truncate(this.capacity);
+    await this.fh.sync();
+    await this.close();
+  }
+
+  async abort(): Promise<void> {
+    await this.close();
+  }
+
+  private async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.fh.close();
+  }
+}
+
+/** A new sparse raw file (must not exist yet) of `capacity` bytes. */
+export async function createRawFileSink(path: string, capacity: number): Promise<DiskSink> {
+  const fh = await open(path, 'wx', 0o600);
+  try {
+    // Size it first: a later reader sees the right size even while filling.
+    await fh.truncate(capacity);
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+  return new FdSink(fh, capacity, path, true);
+}
+
+/** Size in bytes of a block device or regular file. */
+export async function targetSize(path: string): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    const st = await fh.stat();
+    if (st.isFile()) return st.size;
+    if (!st.isBlockDevice()) {
+      throw new P2vError('USAGE', `${path} is neither a block device nor a regular file`, {
+        hint: 'give --device a disk such as /dev/vda',
+      });
+    }
+  } finally {
+    await fh.close();
+  }
+  return Number(await runStdout('blockdev', ['--getsize64', path]));
+}
+
+async function runStdout(program: string, args: string[]): Promise<string> {
+  const r = await run(program, args, { what: `sizing ${args[args.length - 1]}` });
+  return String(r.stdout).trim();
+}
+
+/**
+ * An existing device (or file) that must hold at least `capacity` bytes. Its
+ * size is never changed; holes in the image are not written, so the device
+ * should be blank (the RAM-booted target's disks are).
+ */
+export async function createDeviceSink(path: string, capacity: number): Promise<DiskSink> {
+  const size = await targetSize(path);
+  if (size < capacity) {
+    throw new P2vError('POLICY', `${path} holds ${describeSize(size)} but the disk needs ${describeSize(capacity)}`, {
+      hint: 'give a larger target device',
+    });
+  }
+  const fh = await open(path, 'r+');
+  return new FdSink(fh, capacity, path, false);
+}
+
+/** The non-zero grains of a raw file, as DataChunks (one grain each, or fewer bytes at the end). */
+export async function* readRawChunks(
+  path: string,
+  capacity: number,
+  chunkBytes = 16 * GRAIN_SIZE,
+): AsyncIterable<DataChunk> {
+  const fh = await open(path, 'r');
+  try {
+    for (let off = 0; off < capacity; off += chunkBytes) {
+      const buf = Buffer.allocUnsafe(Math.min(chunkBytes, capacity - off));
+      let got = 0;
+      while (got < buf.length) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, off + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      buf.fill(0, got);
+      for (let p = 0; p < buf.length; p += GRAIN_SIZE) {
+        const g = buf.subarray(p, Math.min(p + GRAIN_SIZE, buf.length));
+        if (!isZero(g)) yield { offset: off + p, data: Buffer.from(g) };
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Copy a raw file's data into a sink (sparse copy across filesystems, device writes). */
+export async function copyRawInto(src: string, capacity: number, sink: DiskSink): Promise<void> {
+  try {
+    for await (const c of readRawChunks(src, capacity)) await sink.write(c);
+    await sink.finish();
+  } catch (e) {
+    await sink.abort();
+    throw e;
+  }
+}
+
+/**
+ * Copy a byte stream into a new file, sparsely (zero grains become holes),
+ * refusing more than `limit` bytes. Returns the length written.
+ */
+export async function writeSparseFile(
+  path: string,
+  source: AsyncIterable<Buffer>,
+  limit: number,
+  what: string,
+): Promise<number> {
+  const fh = await open(path, 'wx', 0o600);
+  const sink = new FdSink(fh, limit, path, false);
+  let length = 0;
+  try {
+    for await (const data of source) {
+      if (length + data.length > limit) {
+        throw new P2vError('BAD_OVA', `${what} is larger than the ${limit} bytes allowed for it`, {
+          hint: 'the file is corrupt or hostile, or --disk-size is too small',
+        });
+      }
+      await sink.write({ offset: length, data });
+      length += data.length;
+    }
+    await fh.truncate(length);
+    await sink.finish();
+    return length;
+  } catch (e) {
+    await sink.abort();
+    throw e;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Receive one OVA into the staging area: read the tar stream (verifying the
+ * manifest on the fly), admit the descriptor against policy before a single
+ * disk byte is written, decode every disk into `<id>.partial/diskN.raw`, and
+ * commit (rename to `<id>/`) only when the whole stream was read and every
+ * digest matched. Any failure removes the partial dir.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { P2vError } from '../lib/errors.js';
+import { Progress } from '../lib/progress.js';
+import { parseDescriptor } from '../ovf/descriptor/index.js';
+import { readOva } from '../ovf/ova/index.js';
+import type { MachineDescription, OvfDisk, OvfFile } from '../ovf/types.js';
+import { createRawFileSink } from './disk-sink.js';
+import { chooseInstanceName } from './instance-name.js';
+import { checkDiskSize, checkFitsTarget, checkFreeSpace, expectedStagingBytes } from './policy.js';
+import { rawDiskName, stageDisk } from './stage-disk.js';
+import { openStagingArea, type StagingArea } from './staging.js';
+import type { ImportRequest, StagedDisk, StagedImport } from './types.js';
+
+/** Written next to the disks: what was received, for people and later tools. */
+export const MACHINE_FILE = 'machine.json';
+
+/** Checks on the descriptor alone; throws before any data is written. */
+export function admitMachine(
+  m: MachineDescription,
+  maxDiskSize: number | undefined,
+  disk0Target?: { path: string; size: number },
+): void {
+  if (m.disks.length === 0) {
+    throw new P2vError('BAD_OVF', 'the OVF descriptor describes no disks', {
+      hint: 'export the machine with at least one disk',
+    });
+  }
+  const refs = new Set<string>();
+  for (const d of m.disks) {
+    if (d.fileRef !== undefined) {
+      if (!m.files.some((f) => f.id === d.fileRef)) {
+        throw new P2vError(
+          'BAD_OVF',
+          `disk ${d.diskId} refers to file "${d.fileRef}", which is not in the References section`,
+          {
+            hint: 'the OVF descriptor is inconsistent; export again',
+          },
+        );
+      }
+      if (refs.has(d.fileRef))
+        throw new P2vError('BAD_OVF', `two disks use the same file "${d.fileRef}"`, {
+          hint: 'the OVF descriptor is inconsistent; export again',
+        });
+      refs.add(d.fileRef);
+    } else if (d.capacity === undefined) {
+      throw new P2vError('BAD_OVF', `disk ${d.diskId} has neither a file nor a capacity`, {
+        hint: 'the OVF descriptor is incomplete',
+      });
+    }
+    if (d.capacity !== undefined) checkDiskSize(d, d.capacity, maxDiskSize);
+  }
+  const first = m.disks[0]!;
+  if (first.capacity !== undefined) checkFitsTarget(first.capacity, disk0Target);
+}
+
+/** The file's bytes as they go by, for the progress display. */
+async function* counted(content: AsyncIterable<Buffer>, progress: Progress): AsyncIterable<Buffer> {
+  for await (const chunk of content) {
+    progress.add(chunk.length);
+    yield chunk;
+  }
+}
+
+/** A committed import and its staging area (the caller decides whether to keep it). */
+export interface Received {
+  staged: StagedImport;
+  area: StagingArea;
+}
+
+export async function receiveOva(req: ImportRequest): Promise<Received> {
+  const area = await openStagingArea(req.staging, { keepPartial: req.keepPartial });
+  req.logger.debug(`receiving into ${area.dir}`);
+  try {
+    let machine: MachineDescription | undefined;
+    let instanceName = '';
+    let spaceChecked = false;
+    const staged = new Map<number, StagedDisk>();
+
+    // readOva also takes a gzip-wrapped tar (Ganeti's ova.ova) and checks
+    // every member against the manifest, which must then cover every file.
+    const result = await readOva(req.input, {
+      requireManifest: req.requireManifest ?? false,
+      parseDescriptor: (xml: string) => {
+        const m = parseDescriptor(xml);
+        admitMachine(m, req.maxDiskSize, req.disk0Target);
+        instanceName = chooseInstanceName(req.name, [m.ganeti?.name, m.name]);
+        machine = m;
+        return m;
+      },
+      onFile: async (file: OvfFile, content: AsyncIterable<Buffer>) => {
+        // readOva calls parseDescriptor before any file.
+        if (!machine) throw new Error('onFile before parseDescriptor');
+        if (!spaceChecked) {
+          await checkFreeSpace(resolve(req.staging), expectedStagingBytes(machine.disks));
+          spaceChecked = true;
+        }
+        const index = machine.disks.findIndex((d) => d.fileRef === file.id);
+        if (index < 0) {
+          req.logger.debug(`${file.href} is not a disk, not kept`);
+          // Read it anyway: the manifest covers it.
+          for await (const _ of content) void _;
+          return;
+        }
+        const disk = machine.disks[index] as OvfDisk;
+        req.logger.debug(`decoding disk ${index} (${disk.diskId}) from ${file.href}`);
+        const progress = new Progress({
+          phase: `receiving disk ${index}`,
+          total: file.size,
+          mode: req.progress ?? 'none',
+        });
+        staged.set(
+          index,
+          await stageDisk(counted(content, progress), {
+            dir: area.dir,
+            index,
+            disk,
+            file,
+            maxDiskSize: req.maxDiskSize,
+            admitCapacity: index === 0 ? (c) => checkFitsTarget(c, req.disk0Target) : undefined,
+            logger: req.logger,
+          }),
+        );
+        progress.finish();
+      },
+    });
+    const m = machine ?? result.machine;
+    if (req.requireManifest && !result.manifestFound) {
+      throw new P2vError('BAD_MANIFEST', 'the OVA has no manifest and --require-manifest is set', {
+        hint: 'export with a manifest (p2v-export always writes one)',
+      });
+    }
+    const disks: StagedDisk[] = [];
+    for (const [index, d] of m.disks.entries()) {
+      let s = staged.get(index);
+      if (!s && d.fileRef !== undefined) {
+        const f = m.files.find((x) => x.id === d.fileRef)!;
+        throw new P2vError('TRUNCATED', `disk ${d.diskId}: file ${f.href} is missing from the OVA`, {
+          hint: 'the OVA was cut short or is incomplete; send it again',
+        });
+      }
+      if (!s) {
+        // A blank disk the descriptor asks for (no file): an empty sparse file.
+        const path = join(area.dir, rawDiskName(index));
+        const sink = await createRawFileSink(path, d.capacity!);
+        await sink.finish();
+        s = { index, diskId: d.diskId, path, capacity: d.capacity!, dataBytes: 0 };
+      }
+      disks.push(s);
+    }
+    await writeFile(
+      join(area.dir, MACHINE_FILE),
+      JSON.stringify(
+        { instanceName, machine: m, verified: result.verified, manifestFound: result.manifestFound },
+        null,
+        2,
+      ) + '\n',
+      { mode: 0o600 },
+    );
+    const dir = await area.commit();
+    req.logger.debug(
+      `import ${area.id} complete${result.manifestFound ? ' and verified against its manifest' : ' (no manifest to verify against)'}`,
+    );
+    const stagedImport: StagedImport = {
+      id: area.id,
+      dir,
+      machine: m,
+      instanceName,
+      verified: result.manifestFound,
+      disks: disks.map((d) => ({ ...d, path: join(dir, rawDiskName(d.index)) })),
+    };
+    return { staged: stagedImport, area };
+  } catch (e) {
+    await area.remove();
+    throw e;
+  }
+}

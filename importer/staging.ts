@@ -1,0 +1,95 @@
+/**
+ * The staging directory. Each run works in `<staging>/<id>.partial/` (id =
+ * UTC timestamp + random, created with mkdir's exclusive semantics, so
+ * concurrent imports never share one) and renames it to `<staging>/<id>/`
+ * only once everything is decoded and verified: a directory without the
+ * `.partial` suffix is always complete. A failed or interrupted run removes
+ * its `.partial` dir (unless kept for debugging) through the exit-action
+ * registry, so SIGINT/SIGTERM clean up too.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { P2vError } from '../lib/errors.js';
+import { onExit, type ExitHandle } from '../lib/exit-actions.js';
+
+export const PARTIAL_SUFFIX = '.partial';
+
+export interface StagingArea {
+  readonly id: string;
+  /** Where work happens now: `<staging>/<id>.partial` until committed, then `<staging>/<id>`. */
+  readonly dir: string;
+  readonly committed: boolean;
+  /** Rename `<id>.partial` to `<id>`: the import is complete and verified. */
+  commit(): Promise<string>;
+  /** Remove the directory (partial or committed) now. */
+  remove(): Promise<void>;
+  /** Leave the directory in place whatever happens next. */
+  keep(): void;
+}
+
+/** A unique, sortable id: 20261122T031718Z-1a2b3c4d. */
+export function newImportId(now = new Date()): string {
+  const ts = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  return `${ts}-${randomBytes(4).toString('hex')}`;
+}
+
+export async function openStagingArea(staging: string, opts: { keepPartial?: boolean } = {}): Promise<StagingArea> {
+  const root = resolve(staging);
+  try {
+    await mkdir(root, { recursive: true, mode: 0o700 });
+    if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
+  } catch (e) {
+    throw new P2vError('IO', `cannot use staging directory ${root}: ${(e as Error).message}`, {
+      hint: 'create it (on a filesystem with room for the disks) or give another with --staging',
+      cause: e,
+    });
+  }
+  let id = '';
+  let dir = '';
+  for (let attempt = 0; ; attempt++) {
+    id = newImportId();
+    dir = join(root, id + PARTIAL_SUFFIX);
+    try {
+      await mkdir(dir, { mode: 0o700 });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 5) throw e;
+    }
+  }
+  let committed = false;
+  let kept = false;
+  const handle: ExitHandle = onExit(`remove ${dir}`, async () => {
+    if (kept || (opts.keepPartial && !committed)) {
+      if (!committed) process.stderr.write(`p2v-import: kept partial import in ${area.dir}\n`);
+      return;
+    }
+    await rm(area.dir, { recursive: true, force: true });
+  });
+  const area: StagingArea = {
+    id,
+    get dir() {
+      return committed ? join(root, id) : dir;
+    },
+    get committed() {
+      return committed;
+    },
+    async commit() {
+      await rename(dir, join(root, id));
+      committed = true;
+      return join(root, id);
+    },
+    async remove() {
+      kept = false;
+      await handle.run();
+    },
+    keep() {
+      kept = true;
+      handle.cancel();
+    },
+  };
+  return area;
+}
