@@ -1,12 +1,22 @@
 // Build dist/ once before any test, so tests run the CLIs exactly as installed
 // (bin/*.js → dist/). Type errors are reported by `tsc --noEmit` in scripts/test.sh;
 // here we emit even with errors so one folder's work in progress does not stop another's tests.
+// Several vitest runs may start at once: the emit goes to a fresh directory that
+// replaces dist/ by rename under a lock, so no run ever reads a half-written file.
 import { execFileSync } from 'node:child_process';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+const ROOT = resolve(import.meta.dirname, '..');
 
 export default function setup(): void {
+  const next = resolve(ROOT, `dist.next-${process.pid}`);
   try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false'], { stdio: 'pipe' });
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false', '--outDir', next], { cwd: ROOT, stdio: 'pipe' });
   } catch {
     /* emitted anyway; scripts/test.sh type-checks separately */
   }
+  const swap = `set -e; old=dist.old-${process.pid}; [ -d dist ] && mv dist "$old"; mv "${next}" dist; rm -rf "$old"`;
+  execFileSync('flock', ['dist.lock', 'sh', '-c', swap], { cwd: ROOT, stdio: 'pipe' });
+  if (existsSync(next)) rmSync(next, { recursive: true, force: true });
 }
