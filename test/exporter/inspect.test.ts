@@ -9,22 +9,10 @@ import { memoryLogger } from '../../lib/log.js';
 import { buildSampleDisk, SAMPLE_KERNEL } from '../../lib/sample-disk.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { withTmpDir } from '../helpers/tmp.js';
-import { expectNoLeftovers, overlayAndExpose, sha256 } from './mount-fixture.js';
+import { expectNoLeftovers, overlayAndExpose, sha256, MOUNT_PATH_PROGRAMS } from './mount-fixture.js';
 
 const MACHINE: Inspection['machine'] = { cpus: 2, memoryMiB: 2048, nics: [{ name: 'eth0', mac: '52:54:00:12:34:56' }] };
-const PROGRAMS = [
-  'nbdkit',
-  'nbdfuse',
-  'fusermount3',
-  'losetup',
-  'mount',
-  'sfdisk',
-  'blkid',
-  'mkfs.ext4',
-  'mkswap',
-  'cpio',
-  'debugfs',
-];
+const PROGRAMS = [...MOUNT_PATH_PROGRAMS];
 
 describe('inspect', () => {
   it('finds the Debian 12 guest of the MBR sample disk exactly', async () => {

@@ -19,12 +19,18 @@ describe('known_hosts', () => {
   });
 
   it('accepts a hashed entry and wildcards', () => {
-    expect(checkKnownHosts(`${hashed('[stager]:2200')} ssh-ed25519 ${b64}\n`, 'stager', 2200, key)).toEqual({ ok: true });
+    expect(checkKnownHosts(`${hashed('[stager]:2200')} ssh-ed25519 ${b64}\n`, 'stager', 2200, key)).toEqual({
+      ok: true,
+    });
     expect(checkKnownHosts(`*.example ssh-ed25519 ${b64}\n`, 'a.example', 22, key)).toEqual({ ok: true });
   });
 
   it('says unknown for an absent host and changed for a different key', () => {
-    expect(checkKnownHosts(`other ssh-ed25519 ${b64}\n`, 'stager', 22, key)).toEqual({ ok: false, reason: 'unknown', fingerprint: fingerprintOf(key) });
+    expect(checkKnownHosts(`other ssh-ed25519 ${b64}\n`, 'stager', 22, key)).toEqual({
+      ok: false,
+      reason: 'unknown',
+      fingerprint: fingerprintOf(key),
+    });
     expect(checkKnownHosts(`stager ssh-ed25519 ${other.toString('base64')}\n`, 'stager', 22, key)).toEqual({
       ok: false,
       reason: 'changed',
@@ -33,8 +39,12 @@ describe('known_hosts', () => {
   });
 
   it('honours @revoked and ignores @cert-authority', () => {
-    expect(checkKnownHosts(`@revoked stager ssh-ed25519 ${b64}\nstager ssh-ed25519 ${b64}\n`, 'stager', 22, key).ok).toBe(false);
-    expect(checkKnownHosts(`@cert-authority stager ssh-ed25519 ${b64}\n`, 'stager', 22, key)).toMatchObject({ reason: 'unknown' });
+    expect(
+      checkKnownHosts(`@revoked stager ssh-ed25519 ${b64}\nstager ssh-ed25519 ${b64}\n`, 'stager', 22, key).ok,
+    ).toBe(false);
+    expect(checkKnownHosts(`@cert-authority stager ssh-ed25519 ${b64}\n`, 'stager', 22, key)).toMatchObject({
+      reason: 'unknown',
+    });
   });
 
   it('fingerprints like ssh-keygen -l', () => {

@@ -12,6 +12,21 @@ import { openOverlay, type Overlay } from '../../exporter/overlay.js';
 import { exposeOverlay, type ExposedDisk } from '../../exporter/mount.js';
 import { unescapeMountinfo } from '../../exporter/mount.js';
 
+/** Programs every mount-path test drives (the sample disk builder, nbdkit, nbdfuse, loops). */
+export const MOUNT_PATH_PROGRAMS = [
+  'nbdkit',
+  'nbdfuse',
+  'fusermount3',
+  'losetup',
+  'mount',
+  'sfdisk',
+  'blkid',
+  'mkfs.ext4',
+  'mkswap',
+  'cpio',
+  'debugfs',
+];
+
 export async function sha256(file: string): Promise<string> {
   const h = createHash('sha256');
   for await (const c of createReadStream(file)) h.update(c as Buffer);

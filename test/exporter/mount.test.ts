@@ -13,24 +13,16 @@ import { memoryLogger } from '../../lib/log.js';
 import { buildSampleDisk } from '../../lib/sample-disk.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { withTmpDir } from '../helpers/tmp.js';
-import { expectNoLeftovers, leftoversAboveFuse, overlayAndExpose, sha256 } from './mount-fixture.js';
+import {
+  expectNoLeftovers,
+  leftoversAboveFuse,
+  overlayAndExpose,
+  sha256,
+  MOUNT_PATH_PROGRAMS,
+} from './mount-fixture.js';
 
 const MACHINE: Inspection['machine'] = { cpus: 1, memoryMiB: 1024, nics: [] };
-const PROGRAMS = [
-  'nbdkit',
-  'nbdfuse',
-  'fusermount3',
-  'losetup',
-  'mount',
-  'umount',
-  'sfdisk',
-  'blkid',
-  'mkfs.ext4',
-  'mkswap',
-  'cpio',
-  'debugfs',
-  'e2fsck',
-];
+const PROGRAMS = [...MOUNT_PATH_PROGRAMS, 'umount', 'e2fsck'];
 
 describe('mount path', () => {
   it('mounts the guest as its fstab says, takes writes in the overlay only, and cleans up', async () => {

@@ -7,7 +7,10 @@ import { openOverlay } from '../../exporter/overlay.js';
 import { needPrograms } from '../helpers/programs.js';
 import { withTmpDir } from '../helpers/tmp.js';
 
-const sha = async (f: string) => createHash('sha256').update(await readFile(f)).digest('hex');
+const sha = async (f: string) =>
+  createHash('sha256')
+    .update(await readFile(f))
+    .digest('hex');
 
 describe('Overlay', () => {
   it('takes writes without touching the source, and stops cleanly', async () => {
@@ -34,6 +37,8 @@ describe('Overlay', () => {
   });
 
   it('refuses a missing source with a usage error', async () => {
-    await expect(openOverlay('/nonexistent/disk.img')).rejects.toThrow('source disk /nonexistent/disk.img does not exist');
+    await expect(openOverlay('/nonexistent/disk.img')).rejects.toThrow(
+      'source disk /nonexistent/disk.img does not exist',
+    );
   });
 });

@@ -21,7 +21,10 @@ beforeAll(async () => {
   await mkdir(join(dir, 'staging'));
   await mkdir(join(dir, 'exports'));
   const importer = cliArgv('p2v-import').join(' ');
-  sshd = await startSshd(dir, (pub) => `command="${importer} --staging ${dir}/staging --ganeti-export ${dir}/exports",restrict ${pub}`);
+  sshd = await startSshd(
+    dir,
+    (pub) => `command="${importer} --staging ${dir}/staging --ganeti-export ${dir}/exports",restrict ${pub}`,
+  );
 });
 afterAll(async () => {
   await sshd?.stop();
@@ -34,7 +37,23 @@ describe('p2v-export --ssh', () => {
     const exp = cliArgv('p2v-export');
     const r = await execa(
       exp[0]!,
-      [...exp.slice(1), '--disk', sample.path, '--hostname', 'viassh', '--cpus', '1', '--memory', '256M', '--ssh', `root@127.0.0.1:${sshd.port}`, '--key', sshd.clientKey, '--known-hosts', sshd.knownHosts],
+      [
+        ...exp.slice(1),
+        '--disk',
+        sample.path,
+        '--hostname',
+        'viassh',
+        '--cpus',
+        '1',
+        '--memory',
+        '256M',
+        '--ssh',
+        `root@127.0.0.1:${sshd.port}`,
+        '--key',
+        sshd.clientKey,
+        '--known-hosts',
+        sshd.knownHosts,
+      ],
       { reject: false, stdin: 'ignore' },
     );
     expect(r.stderr).toContain('p2v-export report');
@@ -43,7 +62,9 @@ describe('p2v-export --ssh', () => {
     const ini = await readFile(join(dir, 'exports', 'viassh', 'config.ini'), 'utf8');
     expect(ini).toContain('name = viassh');
     expect(ini).toContain('disk0_size = 128');
-    const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', join(dir, 'exports', 'viassh', 'disk0.raw')])).stdout);
+    const info = JSON.parse(
+      (await execa('qemu-img', ['info', '--output=json', join(dir, 'exports', 'viassh', 'disk0.raw')])).stdout,
+    );
     expect(info['virtual-size']).toBe(sample.size);
     // Nothing half-done left in staging.
     expect((await readdir(join(dir, 'staging'))).filter((n) => n.endsWith('.partial'))).toEqual([]);
@@ -51,10 +72,24 @@ describe('p2v-export --ssh', () => {
 
   it('refuses a stager whose host key is unknown, before any work', async () => {
     const exp = cliArgv('p2v-export');
-    const r = await execa(exp[0]!, [...exp.slice(1), '--disk', '/nonexistent-disk', '--ssh', `root@127.0.0.1:${sshd.port}`, '--key', sshd.clientKey, '--known-hosts', join(dir, 'empty')], {
-      reject: false,
-      stdin: 'ignore',
-    });
+    const r = await execa(
+      exp[0]!,
+      [
+        ...exp.slice(1),
+        '--disk',
+        '/nonexistent-disk',
+        '--ssh',
+        `root@127.0.0.1:${sshd.port}`,
+        '--key',
+        sshd.clientKey,
+        '--known-hosts',
+        join(dir, 'empty'),
+      ],
+      {
+        reject: false,
+        stdin: 'ignore',
+      },
+    );
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^p2v-export: host key of 127\.0\.0\.1 \(SHA256:\S+\) is not in known_hosts$/m);
     expect(r.stderr).not.toContain('overlay');

@@ -37,7 +37,12 @@ describe('SSH transport (real OpenSSH on loopback)', () => {
 
   it('accepts a pinned fingerprint equal to ssh-keygen -l', async () => {
     const fp = (await execa('ssh-keygen', ['-lf', join(dir, 'host_ed25519.pub')])).stdout.split(' ')[1]!;
-    const rx = await openRemoteReceiver({ target: { user: 'root', host: '127.0.0.1', port: sshd.port }, keyFile: sshd.clientKey, hostKey: fp, command: 'x' });
+    const rx = await openRemoteReceiver({
+      target: { user: 'root', host: '127.0.0.1', port: sshd.port },
+      keyFile: sshd.clientKey,
+      hostKey: fp,
+      command: 'x',
+    });
     rx.stdin.end('ok');
     await rx.done;
     expect(await readFile(sink, 'utf8')).toBe('ok');
@@ -45,13 +50,23 @@ describe('SSH transport (real OpenSSH on loopback)', () => {
 
   it('refuses an unknown host key before sending anything', async () => {
     await expect(
-      openRemoteReceiver({ target: { user: 'root', host: '127.0.0.1', port: sshd.port }, keyFile: sshd.clientKey, knownHosts: [join(dir, 'nonexistent')], command: 'x' }),
+      openRemoteReceiver({
+        target: { user: 'root', host: '127.0.0.1', port: sshd.port },
+        keyFile: sshd.clientKey,
+        knownHosts: [join(dir, 'nonexistent')],
+        command: 'x',
+      }),
     ).rejects.toThrow(/^host key of 127\.0\.0\.1 \(SHA256:[A-Za-z0-9+/]+\) is not in known_hosts$/);
   });
 
   it('refuses a wrong pinned key', async () => {
     await expect(
-      openRemoteReceiver({ target: { user: 'root', host: '127.0.0.1', port: sshd.port }, keyFile: sshd.clientKey, hostKey: 'SHA256:AAAA', command: 'x' }),
+      openRemoteReceiver({
+        target: { user: 'root', host: '127.0.0.1', port: sshd.port },
+        keyFile: sshd.clientKey,
+        hostKey: 'SHA256:AAAA',
+        command: 'x',
+      }),
     ).rejects.toThrow(/^host key of 127\.0\.0\.1 is SHA256:\S+, not the pinned SHA256:AAAA$/);
   });
 
