@@ -117,20 +117,6 @@ export async function stageDisk(content: ByteSource, opts: StageDiskOptions): Pr
   return stageViaQemuImg(source, format, target, what, opts);
 }
 
-/**
- * qemu-img (7.x) ends a streamOptimized VMDK right after its last grain when
- * that grain lands at the end of an allocation, with no end-of-stream marker,
- * and ovf/vmdk's reader insists on one. Inside an OVA the marker carries no
- * information: the tar member's size and the manifest digest have already
- * proven the file whole. So one all-zero sector (an EOS marker; zeros after a
- * real EOS are ignored) is appended to what the reader sees. Remove this once
- * the reader accepts EOF at a marker boundary.
- */
-async function* withEndOfStream(source: ByteSource): ByteSource {
-  yield* source;
-  yield Buffer.alloc(SECTOR_SIZE);
-}
-
 async function decodeStreamOptimized(
   source: ByteSource,
   target: string,
@@ -139,7 +125,8 @@ async function decodeStreamOptimized(
 ): Promise<StagedDisk> {
   // The reader's own ceiling stays generous: the policy check right below
   // names the disk and the allowed size, still before any grain is read.
-  const vmdk = await readStreamOptimized(withEndOfStream(source));
+  // The OVA member's size and manifest digest prove it whole, so qemu-img's VMDKs without an end-of-stream marker are fine here.
+  const vmdk = await readStreamOptimized(source, { allowMissingEndMarker: true });
   const capacity = checkCapacityAgrees(opts.disk, vmdk.capacity);
   checkDiskSize(opts.disk, capacity, opts.maxDiskSize);
   opts.admitCapacity?.(capacity);

@@ -53,6 +53,13 @@ export interface VmdkReadOptions {
   concurrency?: number;
   /** Where zlib runs (default READER_ENGINE, worker threads). */
   engine?: ZlibEngine;
+  /**
+   * Accept an input that ends cleanly at a marker boundary without an
+   * end-of-stream marker, as qemu-img 7.x writes them. Only for callers that
+   * already know the input is whole (an OVA member whose size and manifest
+   * digest were checked); a bare stream must keep the marker as its proof.
+   */
+  allowMissingEndMarker?: boolean;
 }
 
 export const DEFAULT_MAX_CAPACITY = 64 * 2 ** 40;
@@ -80,6 +87,7 @@ interface Layout {
   grainBytes: number;
   gtSectors: number;
   gdSectors: number;
+  allowMissingEndMarker?: boolean;
 }
 
 /** Check every header field we rely on; returns the derived layout. */
@@ -182,7 +190,12 @@ export async function readStreamOptimized(
         [Symbol.asyncIterator]() {
           if (started) throw new Error('readStreamOptimized: grains can be iterated only once');
           started = true;
-          return decodeGrains(r, layout, concurrency, opts.engine ?? READER_ENGINE);
+          return decodeGrains(
+            r,
+            { ...layout, allowMissingEndMarker: opts.allowMissingEndMarker === true },
+            concurrency,
+            opts.engine ?? READER_ENGINE,
+          );
         },
       },
     };
@@ -206,10 +219,12 @@ async function* scanMarkers(r: ByteReader, l: Layout): AsyncGenerator<RawGrain> 
   let lastLba = -1n;
   for (;;) {
     const at = r.position;
-    if (await r.atEnd())
+    if (await r.atEnd()) {
+      if (l.allowMissingEndMarker) return;
       throw new P2vError('TRUNCATED', `VMDK stream ends at byte ${at} without an end-of-stream marker`, {
         hint: 'the transfer was cut short; send the image again',
       });
+    }
     const prefix = await r.read(GRAIN_MARKER_PREFIX, 'a VMDK marker');
     const isGrain = prefix.readUInt32LE(8) > 0;
     const m = decodeMarker(isGrain ? prefix : Buffer.concat([prefix, await r.read(4, 'a VMDK marker')]));
