@@ -49,7 +49,12 @@ export function buildProgram(): Command {
     .option('--key <file>', 'SSH private key (default: ssh-agent, then ~/.ssh/id_*)')
     .option('--host-key <fingerprint>', 'pinned stager host key, SHA256:… (default: known_hosts)')
     .option('--known-hosts <file>', 'known_hosts file to check the stager key against', collect, [])
-    .option('--remote-command <cmd>', 'receiver command run on the stager', 'p2v-import')
+    .option('--remote-command <cmd>', 'receiver command run on the stager (or the target, with --direct)')
+    .option(
+      '--direct <user@target[:port]>',
+      "direct path: stream disk 0 onto the RAM-booted target instance's own disk, which then powers off",
+    )
+    .option('--target-device <dev>', "with --direct: the target's disk to overwrite", '/dev/vda')
     .option('--inspect', 'inspect the source disks, print what was found, and stop')
     .option('--json', 'with --inspect: print JSON')
     .option('--dry-run', 'print every planned fixup as a unified diff and stop; nothing is sent')
@@ -88,7 +93,9 @@ interface CliOpts {
   key?: string;
   hostKey?: string;
   knownHosts: string[];
-  remoteCommand: string;
+  remoteCommand?: string;
+  direct?: string;
+  targetDevice: string;
   inspect?: boolean;
   json?: boolean;
   dryRun?: boolean;
@@ -112,19 +119,27 @@ interface CliOpts {
 }
 
 function chooseOutput(o: CliOpts): ExportOutput | undefined {
-  const modes = [o.ovf && '--ovf', o.output && '-o', o.ssh && '--ssh'].filter(Boolean);
+  const modes = [o.ovf && '--ovf', o.output && '-o', o.ssh && '--ssh', o.direct && '--direct'].filter(Boolean);
   if (modes.length > 1)
     throw new P2vError('USAGE', `${modes.join(' and ')} cannot be combined`, { hint: 'choose one destination' });
   if (o.inspect || o.dryRun) return undefined;
-  if (o.ssh) {
+  if (o.ssh || o.direct) {
+    if (o.direct && !/^\/dev\/[\w/-]+$/.test(o.targetDevice))
+      throw new P2vError('USAGE', `bad --target-device "${o.targetDevice}"`, {
+        hint: 'name the target disk, e.g. /dev/vda',
+      });
+    // The direct path writes disk 0 over the target's own disk as it arrives, then powers the target off.
+    const command =
+      o.remoteCommand ??
+      (o.direct ? `p2v-import --staging /run/p2v --device ${o.targetDevice} --power-off` : 'p2v-import');
     return {
       kind: 'ssh',
       ssh: {
-        target: parseSshTarget(o.ssh),
+        target: parseSshTarget((o.ssh ?? o.direct)!),
         keyFile: o.key,
         hostKey: o.hostKey,
         knownHosts: o.knownHosts.length ? o.knownHosts : undefined,
-        command: o.remoteCommand,
+        command,
       },
     };
   }
@@ -156,6 +171,10 @@ export async function main(argv: string[]): Promise<void> {
       });
     if (o.ip && o.dhcp) throw new P2vError('USAGE', '--ip and --dhcp cannot be combined');
     if (o.json && !o.inspect) throw new P2vError('USAGE', '--json goes with --inspect');
+    if (o.direct && o.disk.length > 1)
+      throw new P2vError('USAGE', '--direct takes one disk: the target instance has one disk to receive it', {
+        hint: 'export the other disks with --ssh to a stager',
+      });
     const output = chooseOutput(o);
     const log = createLogger({ tool: 'p2v-export', verbose: o.verbose, quiet: o.quiet });
     const progress = o.progress === 'auto' ? (process.stderr.isTTY ? 'tty' : 'none') : o.progress;

@@ -3,12 +3,14 @@
  * staging host and write the requested outputs. Safe as an SSH forced
  * command: see forced-command.ts for what the client may add.
  */
+import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { runCli } from '../lib/cli.js';
 import { P2vError } from '../lib/errors.js';
-import { createLogger } from '../lib/log.js';
+import { createLogger, type Logger } from '../lib/log.js';
+import { run } from '../lib/run.js';
 import { checkGanetiDefaults } from './config-ini.js';
 import { parseClientCommand } from './forced-command.js';
 import { importOva } from './import.js';
@@ -26,6 +28,7 @@ interface CliOptions {
   raw?: string[];
   qcow2?: string[];
   device?: string;
+  powerOff?: boolean;
   name?: string;
   os: string;
   hypervisor: string;
@@ -53,6 +56,7 @@ export function buildCommand(): Command {
     .option('--raw <dir>', 'write <dir>/<instance>-diskN.raw (sparse)', collect)
     .option('--qcow2 <dir>', 'write <dir>/<instance>-diskN.qcow2', collect)
     .option('--device <dev>', 'write disk 0 onto this block device (RAM-booted target)')
+    .option('--power-off', 'with --device: power this machine off once the disk is written and synced (direct path)')
     .option('--name <name>', 'instance name (default: from the descriptor, made Ganeti-safe)')
     .option('--os <os+variant>', 'Ganeti OS when the descriptor names none', DEFAULT_OS)
     .option('--hypervisor <hv>', 'Ganeti hypervisor when the descriptor names none', 'kvm')
@@ -104,6 +108,10 @@ export async function main(argv: string[]): Promise<void> {
       });
     }
     const o = cmd.opts<CliOptions>();
+    if (o.powerOff && !o.device)
+      throw new P2vError('USAGE', '--power-off goes with --device', {
+        hint: 'it is for the RAM-booted target of the direct path',
+      });
     const file = cmd.args[0] ?? '-';
     const client =
       process.env.SSH_ORIGINAL_COMMAND !== undefined ? parseClientCommand(process.env.SSH_ORIGINAL_COMMAND) : {};
@@ -139,5 +147,21 @@ export async function main(argv: string[]): Promise<void> {
       progress: o.progress === 'auto' ? (process.stderr.isTTY ? 'tty' : 'none') : o.progress,
     });
     for (const w of result.written) logger.info(`output: ${w}`);
+    if (o.powerOff) await schedulePowerOff(logger);
   });
+}
+
+/**
+ * Power off a moment after we exit, so the sender sees our exit status over
+ * SSH before the connection drops; Ganeti then starts the instance from its
+ * own, newly written disk.
+ */
+async function schedulePowerOff(logger: Logger): Promise<void> {
+  await run('sync', []);
+  logger.info('disk written and synced; powering off in 3 seconds');
+  const child = spawn('sh', ['-c', 'sleep 3; poweroff || systemctl poweroff || busybox poweroff'], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.unref();
 }

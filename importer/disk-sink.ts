@@ -143,8 +143,10 @@ async function runStdout(program: string, args: string[]): Promise<string> {
 
 /**
  * An existing device (or file) that must hold at least `capacity` bytes. Its
- * size is never changed; holes in the image are not written, so the device
- * should be blank (the RAM-booted target's disks are).
+ * size is never changed. Holes in the image are not written, so the first
+ * `capacity` bytes are zeroed first (a punched hole on a file; BLKZEROOUT on a
+ * device, which thin and file-backed storage turn into unmapping): whatever the
+ * target held before must not show through where the source had zeros.
  */
 export async function createDeviceSink(path: string, capacity: number): Promise<DiskSink> {
   const size = await targetSize(path);
@@ -154,6 +156,16 @@ export async function createDeviceSink(path: string, capacity: number): Promise<
     });
   }
   const fh = await open(path, 'r+');
+  try {
+    const st = await fh.stat();
+    const [program, args] = st.isFile()
+      ? ['fallocate', ['--punch-hole', '--keep-size', '--offset', '0', '--length', String(capacity), path]]
+      : ['blkdiscard', ['--zeroout', '--offset', '0', '--length', String(capacity), path]];
+    await run(program, args as string[], { what: `zeroing ${path} before writing` });
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
   return new FdSink(fh, capacity, path, false);
 }
 

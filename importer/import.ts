@@ -26,7 +26,8 @@ export async function importOva(req: ImportRunOptions): Promise<ImportResult> {
           cause: e,
         });
       });
-      disk0Target = { path: o.path, size };
+      // Alone, the device is decoded into as the stream arrives; with other outputs it is written from the staged copy.
+      disk0Target = { path: o.path, size, direct: req.outputs.length === 1 };
     }
   }
   const { staged, area } = await receiveOva({ ...req, disk0Target });

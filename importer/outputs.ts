@@ -95,6 +95,10 @@ export async function writeDevice(staged: StagedImport, device: string, logger: 
   const d = staged.disks[0]!;
   if (staged.disks.length > 1)
     logger.warn(`--device takes disk 0 only; ${staged.disks.length - 1} other disk(s) not written to ${device}`);
+  if (d.direct) {
+    logger.debug(`disk 0 was decoded onto ${device} as it arrived (${d.dataBytes} data bytes)`);
+    return device;
+  }
   await copyRawInto(d.path, d.capacity, await createDeviceSink(device, d.capacity));
   logger.debug(`wrote ${d.dataBytes} data bytes of disk 0 to ${device} (${basename(d.path)})`);
   return device;

@@ -125,6 +125,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
             file,
             maxDiskSize: req.maxDiskSize,
             admitCapacity: index === 0 ? (c) => checkFitsTarget(c, req.disk0Target) : undefined,
+            device: index === 0 && req.disk0Target?.direct ? req.disk0Target.path : undefined,
             logger: req.logger,
           }),
         );
@@ -174,11 +175,19 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
       machine: m,
       instanceName,
       verified: result.manifestFound,
-      disks: disks.map((d) => ({ ...d, path: join(dir, rawDiskName(d.index)) })),
+      disks: disks.map((d) => (d.direct ? d : { ...d, path: join(dir, rawDiskName(d.index)) })),
     };
     return { staged: stagedImport, area };
   } catch (e) {
     await area.remove();
+    if (req.disk0Target?.direct && e instanceof P2vError) {
+      throw new P2vError(e.code, e.message, {
+        hint: `${req.disk0Target.path} now holds an incomplete image: send the machine again before booting it${e.hint ? '; ' + e.hint : ''}`,
+        cause: e,
+        command: e.command,
+        stderrTail: e.stderrTail,
+      });
+    }
     throw e;
   }
 }

@@ -25,7 +25,7 @@ import type { Logger } from '../lib/log.js';
 import { SECTOR_SIZE, type OvfDisk, type OvfFile } from '../ovf/types.js';
 import { readStreamOptimized, sniffDiskFormat } from '../ovf/vmdk/index.js';
 import { gunzip, isGzip, peekHead, type ByteSource } from './byte-stream.js';
-import { createRawFileSink, writeSparseFile } from './disk-sink.js';
+import { createDeviceSink, createRawFileSink, writeSparseFile } from './disk-sink.js';
 import { checkDiskSize } from './policy.js';
 import { checkImage, convertToRaw, inspectImage, type QemuFormat } from './qemu-img.js';
 import type { StagedDisk } from './types.js';
@@ -40,6 +40,8 @@ export interface StageDiskOptions {
   maxDiskSize?: number;
   /** Further admission of the disk once its capacity is known (target device size); throws to refuse. */
   admitCapacity?: (capacity: number) => void;
+  /** Decode a streamOptimized disk straight onto this device instead of a staged file. */
+  device?: string;
   logger: Logger;
 }
 
@@ -130,7 +132,7 @@ async function decodeStreamOptimized(
   const capacity = checkCapacityAgrees(opts.disk, vmdk.capacity);
   checkDiskSize(opts.disk, capacity, opts.maxDiskSize);
   opts.admitCapacity?.(capacity);
-  const sink = await createRawFileSink(target, capacity);
+  const sink = opts.device ? await createDeviceSink(opts.device, capacity) : await createRawFileSink(target, capacity);
   try {
     for await (const chunk of vmdk.grains) await sink.write(chunk);
     await sink.finish();
@@ -139,6 +141,15 @@ async function decodeStreamOptimized(
     throw e;
   }
   opts.logger.debug(`${what}: ${sink.dataBytes} data bytes of ${capacity}`);
+  if (opts.device)
+    return {
+      index: opts.index,
+      diskId: opts.disk.diskId,
+      path: opts.device,
+      capacity,
+      dataBytes: sink.dataBytes,
+      direct: true,
+    };
   return { index: opts.index, diskId: opts.disk.diskId, path: target, capacity, dataBytes: sink.dataBytes };
 }
 

@@ -34,8 +34,12 @@ export interface ImportRequest {
   name?: string;
   /** Largest virtual disk accepted, in bytes. */
   maxDiskSize?: number;
-  /** Disk 0 goes to this device later: refuse a larger disk before any data is written. */
-  disk0Target?: { path: string; size: number };
+  /**
+   * Disk 0 goes to this device: refuse a larger disk before any data is written.
+   * With `direct`, a streamOptimized disk 0 is decoded straight onto the device
+   * as it arrives (no staged copy: the RAM-booted target has no room for one).
+   */
+  disk0Target?: { path: string; size: number; direct?: boolean };
   /** Refuse an OVA without a manifest. */
   requireManifest?: boolean;
   /** Keep `<id>.partial/` after a failure, for debugging. */
@@ -62,6 +66,8 @@ export interface StagedDisk {
   capacity: number;
   /** Bytes of data actually written (non-zero grains / blocks). */
   dataBytes: number;
+  /** Decoded straight onto the target device (`path` is the device), not staged. */
+  direct?: boolean;
 }
 
 /** A complete, verified import sitting in `<staging>/<id>/`. */
