@@ -19,13 +19,7 @@ export interface DiskContent {
 }
 
 /** Disk image formats we know by OVF format URI or by sniffing. */
-export type DiskFormat =
-  | 'vmdk-streamOptimized'
-  | 'vmdk-monolithicSparse'
-  | 'vmdk-other'
-  | 'qcow2'
-  | 'raw'
-  | 'unknown';
+export type DiskFormat = 'vmdk-streamOptimized' | 'vmdk-monolithicSparse' | 'vmdk-other' | 'qcow2' | 'raw' | 'unknown';
 
 export type DiskController = 'ide' | 'scsi' | 'sata' | 'virtio';
 

@@ -33,7 +33,14 @@ await mkdir(join(out, 'staging'), { recursive: true });
 await mkdir(join(out, 'ganeti-export'), { recursive: true });
 
 let t0 = t();
-const sample = await buildSampleDisk({ path: join(out, 'source.img'), sizeMiB: 512, swapMiB: 64, fillerMiB: 16, deletedFileMiB: 64, hostname: 'oldhost' });
+const sample = await buildSampleDisk({
+  path: join(out, 'source.img'),
+  sizeMiB: 512,
+  swapMiB: 64,
+  fillerMiB: 16,
+  deletedFileMiB: 64,
+  hostname: 'oldhost',
+});
 const buildSecs = t() - t0;
 const before = await sha256(sample.path);
 
@@ -60,19 +67,34 @@ const report = JSON.parse(await readFile(join(out, 'export-report.json'), 'utf8'
 
 const lines = [];
 lines.push('', '=== ganeti-p2v sample job ===');
-lines.push(`source disk      ${relative(root, sample.path)}: ${sample.size} bytes, built in ${buildSecs.toFixed(1)} s; sha256 unchanged after export (${before.slice(0, 16)}…)`);
+lines.push(
+  `source disk      ${relative(root, sample.path)}: ${sample.size} bytes, built in ${buildSecs.toFixed(1)} s; sha256 unchanged after export (${before.slice(0, 16)}…)`,
+);
 const os = report.inspection.os;
-lines.push(`inspected        ${os ? `${os.prettyName}, root on disk ${os.root.disk} partition ${os.root.partition}, kernel ${os.kernels.map((k) => k.version).join(' ')}, ${os.initramfsTool}, ${os.bootloader}, ${os.networkConfig.join('/')}` : 'no OS'}`);
-for (const p of report.inspection.disks[0].partitions) lines.push(`                 partition ${p.number}: ${p.fsType ?? '?'} ${p.fsUuid ?? ''} ${p.mountpoint ?? ''} (${p.size} bytes)`);
+lines.push(
+  `inspected        ${os ? `${os.prettyName}, root on disk ${os.root.disk} partition ${os.root.partition}, kernel ${os.kernels.map((k) => k.version).join(' ')}, ${os.initramfsTool}, ${os.bootloader}, ${os.networkConfig.join('/')}` : 'no OS'}`,
+);
+for (const p of report.inspection.disks[0].partitions)
+  lines.push(
+    `                 partition ${p.number}: ${p.fsType ?? '?'} ${p.fsUuid ?? ''} ${p.mountpoint ?? ''} (${p.size} bytes)`,
+  );
 for (const f of report.fixups) for (const s of f.summary) lines.push(`fixup            ${f.fixup}: ${s}`);
-for (const d of report.disks) lines.push(`read             ${d.dataBytes} data bytes of ${d.capacity} (holes and free space skipped)`);
+for (const d of report.disks)
+  lines.push(`read             ${d.dataBytes} data bytes of ${d.capacity} (holes and free space skipped)`);
 lines.push(`sent             ${report.bytesSent} bytes of OVA stream`);
-lines.push(`steps            ${report.steps.map((s) => `${s.step} ${s.seconds.toFixed(1)}s`).join(', ')}; whole pipeline ${pipeSecs.toFixed(1)} s`);
+lines.push(
+  `steps            ${report.steps.map((s) => `${s.step} ${s.seconds.toFixed(1)}s`).join(', ')}; whole pipeline ${pipeSecs.toFixed(1)} s`,
+);
 lines.push('written:');
 for (const f of (await walk(out)).sort()) {
   if (f === sample.path || f.endsWith('.json')) continue;
   const s = await stat(f);
-  lines.push(`  ${relative(root, f).padEnd(56)} ${String(s.size).padStart(12)} bytes (${String(s.blocks * 512).padStart(11)} allocated)`);
+  lines.push(
+    `  ${relative(root, f).padEnd(56)} ${String(s.size).padStart(12)} bytes (${String(s.blocks * 512).padStart(11)} allocated)`,
+  );
 }
-lines.push('', `Import into Ganeti:  gnt-backup import -n NODE --src-node NODE --src-dir ${out}/ganeti-export/sample-vm -t file sample-vm`);
+lines.push(
+  '',
+  `Import into Ganeti:  gnt-backup import -n NODE --src-node NODE --src-dir ${out}/ganeti-export/sample-vm -t file sample-vm`,
+);
 console.log(lines.join('\n'));

@@ -12,7 +12,10 @@ const ROOT = resolve(import.meta.dirname, '..');
 export default function setup(): void {
   const next = resolve(ROOT, `dist.next-${process.pid}`);
   try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false', '--outDir', next], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false', '--outDir', next], {
+      cwd: ROOT,
+      stdio: 'pipe',
+    });
   } catch {
     /* emitted anyway; scripts/test.sh type-checks separately */
   }
