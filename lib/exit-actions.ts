@@ -19,6 +19,8 @@ interface Entry {
   label: string;
   action: ExitAction;
   done: boolean;
+  /** Set once the action has started; later callers await the same run. */
+  running?: Promise<void>;
 }
 
 const stack: Entry[] = [];
@@ -30,16 +32,26 @@ export let onCleanupError = (label: string, e: unknown): void => {
   process.stderr.write(`cleanup: ${label}: ${e instanceof Error ? e.message : String(e)}\n`);
 };
 
-async function runEntry(entry: Entry): Promise<void> {
-  if (entry.done) return;
+/** Actions started and not yet finished: whoever exits must wait for them too. */
+const inFlight = new Set<Promise<void>>();
+
+function runEntry(entry: Entry): Promise<void> {
+  if (entry.running) return entry.running;
+  if (entry.done) return Promise.resolve();
   entry.done = true;
   const i = stack.indexOf(entry);
   if (i >= 0) stack.splice(i, 1);
-  try {
-    await entry.action();
-  } catch (e) {
-    onCleanupError(entry.label, e);
-  }
+  const running = (async () => {
+    try {
+      await entry.action();
+    } catch (e) {
+      onCleanupError(entry.label, e);
+    }
+  })();
+  entry.running = running;
+  inFlight.add(running);
+  void running.finally(() => inFlight.delete(running));
+  return running;
 }
 
 /** Register an undo action; it runs at exit unless run or cancelled before. */
@@ -57,11 +69,21 @@ export function onExit(label: string, action: ExitAction): ExitHandle {
   };
 }
 
-/** Run every pending action, newest first. Safe to call more than once. */
+/**
+ * Run every pending action, newest first, and wait for actions already
+ * started elsewhere (a scope's finally racing a signal or a broken pipe), so
+ * the process never exits in the middle of an unmount or a removal.
+ * Safe to call more than once.
+ */
 export async function runExitActions(): Promise<void> {
-  while (stack.length > 0) {
-    const entry = stack[stack.length - 1]!;
-    await runEntry(entry);
+  for (;;) {
+    const entry = stack[stack.length - 1];
+    if (entry) {
+      await runEntry(entry);
+      continue;
+    }
+    if (inFlight.size === 0) return;
+    await Promise.all([...inFlight]);
   }
 }
 

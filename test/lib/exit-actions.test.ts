@@ -33,3 +33,16 @@ describe('exit actions', () => {
     expect(ran).toBe(false);
   });
 });
+
+describe('exit actions at exit', () => {
+  it('runExitActions waits for an action another caller already started', async () => {
+    let finished = false;
+    const h = onExit('slow removal', async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      finished = true;
+    });
+    void h.run(); // e.g. a scope's finally, still running when a broken pipe makes the CLI exit
+    await runExitActions();
+    expect(finished).toBe(true);
+  });
+});
