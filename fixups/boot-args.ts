@@ -142,3 +142,10 @@ export async function planBootArgs(
   }
   return changes;
 }
+
+/** Arguments with net.ifnames=0 biosdevname=0 (left alone when already so, wherever they sit). */
+export function withInterfaceNaming(args: string[]): string[] {
+  const current = args.filter((a) => /^(net\.ifnames|biosdevname)=/.test(a)).sort();
+  if (current.length === 2 && current[0] === 'biosdevname=0' && current[1] === 'net.ifnames=0') return args;
+  return [...args.filter((a) => !/^(net\.ifnames|biosdevname)=/.test(a)), 'net.ifnames=0', 'biosdevname=0'];
+}

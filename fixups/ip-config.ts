@@ -15,7 +15,7 @@
 import { isIP } from 'node:net';
 import { createHash } from 'node:crypto';
 import { P2vError } from '../lib/errors.js';
-import { planBootArgs } from './boot-args.js';
+import { planBootArgs, withInterfaceNaming } from './boot-args.js';
 import { guestFiles, writeIfChanged, type GuestFiles } from './guest-files.js';
 import { appendLines, isComment, lines } from './text.js';
 import type { Change, Fixup, FixupContext, FixupOptions, PlannedFixup } from './types.js';
@@ -277,13 +277,6 @@ export function networkdUnit(s: IpSettings): string {
 
 async function planFile(files: GuestFiles, path: string, text: string, mode: number): Promise<Change[]> {
   return writeIfChanged(path, await files.read(path), text, mode);
-}
-
-/** Arguments with net.ifnames=0 biosdevname=0 (left alone when already so, wherever they sit). */
-export function withInterfaceNaming(args: string[]): string[] {
-  const current = args.filter((a) => /^(net\.ifnames|biosdevname)=/.test(a)).sort();
-  if (current.length === 2 && current[0] === 'biosdevname=0' && current[1] === 'net.ifnames=0') return args;
-  return [...args.filter((a) => !/^(net\.ifnames|biosdevname)=/.test(a)), 'net.ifnames=0', 'biosdevname=0'];
 }
 
 export const ipConfig: Fixup = {

@@ -10,7 +10,12 @@
  * (gnt-instance modify, a re-import) would rename the NIC again; we disable it
  * with an empty /etc/udev/rules.d override of the same name, the way Debian's
  * udev README documents.
+ *
+ * With the pins gone, the kernel's own names (eth0, eth1 in probe order) are
+ * requested with net.ifnames=0 biosdevname=0 on every kernel command line, so
+ * the guest's existing configuration for eth0 still finds its NIC.
  */
+import { planBootArgs, withInterfaceNaming } from './boot-args.js';
 import { guestFiles, writeIfChanged, type GuestFiles } from './guest-files.js';
 import { iniSections, lines } from './text.js';
 import type { Change, Fixup, FixupContext, PlannedFixup } from './types.js';
@@ -36,6 +41,11 @@ export function unpinUdevRules(text: string): string {
     keep.push(l);
   }
   return keep.join('\n');
+}
+
+/** Whether live (uncommented) udev rules give a NIC a kernel-style name: NAME="eth0". */
+function namesKernelInterface(rules: string): boolean {
+  return lines(rules).some((l) => !/^\s*#/.test(l) && /\bNAME\s*=\s*"eth\d+"/.test(l));
 }
 
 /** Whether a systemd .link file's [Match] section names a MAC address. */
@@ -93,9 +103,12 @@ export const networkIdentity: Fixup = {
     if (!ctx.inspection.os) return out;
     const files = guestFiles(ctx);
 
+    let pinnedKernelNames = false;
     const rules = await files.read(PERSISTENT_NET);
     if (rules !== null) {
-      const ch = writeIfChanged(PERSISTENT_NET, rules, unpinUdevRules(rules));
+      const unpinned = unpinUdevRules(rules);
+      pinnedKernelNames = namesKernelInterface(rules) && !namesKernelInterface(unpinned);
+      const ch = writeIfChanged(PERSISTENT_NET, rules, unpinned);
       if (ch.length > 0) out.summary.push(`${PERSISTENT_NET}: removed MAC-pinned interface names`);
       out.changes.push(...ch);
     }
@@ -113,6 +126,7 @@ export const networkIdentity: Fixup = {
       const path = `/etc/systemd/network/${name}`;
       const text = await files.read(path);
       if (text === null || !linkMatchesMac(text)) continue;
+      if (/^\s*Name\s*=\s*eth\d+\s*$/m.test(text)) pinnedKernelNames = true;
       out.changes.push({ kind: 'remove', path, before: text });
       out.summary.push(`${path}: removed (matched a MAC address)`);
     }
@@ -135,6 +149,17 @@ export const networkIdentity: Fixup = {
         'removed HWADDR',
       )),
     );
+    // A pin that named the NIC eth0 kept it eth0 although systemd would call it ens3 or enp0s4;
+    // without the pin the guest's configuration for eth0 would find no NIC. Ask for the
+    // kernel's own names (eth0, eth1 in probe order) instead. Guests already using
+    // predictable names (ens192) keep them.
+    if (pinnedKernelNames) {
+      const boot = await planBootArgs(files, ctx.inspection.os, withInterfaceNaming, {
+        defaultGrubVars: ['GRUB_CMDLINE_LINUX'],
+      });
+      for (const c of boot) if (c.kind === 'write') out.summary.push(`${c.path}: net.ifnames=0 biosdevname=0`);
+      out.changes.push(...boot);
+    }
     return out;
   },
 };

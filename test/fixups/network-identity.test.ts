@@ -3,6 +3,8 @@ import { networkIdentity } from '../../fixups/network-identity.js';
 import { withTmpDir } from '../helpers/tmp.js';
 import { applyAndReplan, kinds, writes } from './check.js';
 import {
+  DEBIAN_DEFAULT_GRUB,
+  debianGrubCfg,
   RHEL_IFCFG,
   RHEL_KEYFILE,
   RHEL_LINK,
@@ -29,10 +31,17 @@ describe('network-identity', () => {
     await withTmpDir('ni', async (root) => {
       await writeTree(root, debianTree());
       const plan = await networkIdentity.plan(context(root, debianInspection()));
-      expect(kinds(plan)).toEqual(['write /etc/udev/rules.d/70-persistent-net.rules']);
-      expect(writes(plan)['/etc/udev/rules.d/70-persistent-net.rules']).toBe(UDEV_HEADER + '\n\n');
+      // The rule named the NIC eth0: without it, eth0 comes from net.ifnames=0 on every command line.
+      const naming = 'net.ifnames=0 biosdevname=0';
+      expect(writes(plan)).toEqual({
+        '/etc/udev/rules.d/70-persistent-net.rules': UDEV_HEADER + '\n\n',
+        '/boot/grub/grub.cfg': debianGrubCfg(`root=/dev/sda1 ro quiet ${naming}`, `root=/dev/sda1 ro single ${naming}`),
+        '/etc/default/grub': DEBIAN_DEFAULT_GRUB.replace('GRUB_CMDLINE_LINUX=""', `GRUB_CMDLINE_LINUX="${naming}"`),
+      });
       await applyAndReplan(root, networkIdentity, debianInspection(), {}, plan, [
         '/etc/udev/rules.d/70-persistent-net.rules',
+        '/boot/grub/grub.cfg',
+        '/etc/default/grub',
       ]);
     });
   });
@@ -44,13 +53,20 @@ describe('network-identity', () => {
       expect(kinds(plan)).toEqual([
         'write /etc/udev/rules.d/70-persistent-net.rules',
         'write /etc/udev/rules.d/75-persistent-net-generator.rules',
+        'write /boot/grub/grub.cfg',
       ]);
+      const kernelLines = writes(plan)
+        ['/boot/grub/grub.cfg']!.split('\n')
+        .filter((l) => /^\s*linux\s/.test(l));
+      expect(kernelLines.length).toBeGreaterThan(0);
+      for (const l of kernelLines) expect(l).toMatch(/ net\.ifnames=0 biosdevname=0$/);
       const override = writes(plan)['/etc/udev/rules.d/75-persistent-net-generator.rules']!;
       expect(override.split('\n').every((l) => l === '' || l.startsWith('#'))).toBe(true);
       expect(plan.changes[1]).toMatchObject({ before: null, mode: 0o644 });
       await applyAndReplan(root, networkIdentity, sysvInspection(), {}, plan, [
         '/etc/udev/rules.d/70-persistent-net.rules',
         '/etc/udev/rules.d/75-persistent-net-generator.rules',
+        '/boot/grub/grub.cfg',
       ]);
       expect((await snapshot(root)).get('/etc/udev/rules.d/75-persistent-net-generator.rules')).toBe(`644 ${override}`);
     });
