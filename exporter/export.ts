@@ -276,16 +276,20 @@ async function streamOva(
     };
   }
 
-  const result = await writeOva({
+  const writing = writeOva({
     descriptorName: `${name}.ovf`,
     descriptor: (files) => buildDescriptor(machine(files), { chunked: target.mode === 'stream' }),
     files: vmdks.map((v, i) => ({ id: `file${i + 1}`, href: hrefs[i]!, content: v })),
     mode: target.mode,
     output: target.output as never,
     chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+  }).then((r) => {
+    if (target.mode === 'stream' && out.kind !== 'stdout') (target.output as Writable).end();
+    return r;
   });
-  if (target.mode === 'stream' && out.kind !== 'stdout') (target.output as Writable).end();
-  await target.finish();
+  // A receiver that gives up mid-stream stops reading: its exit status, not a write
+  // blocked forever on a full channel, is what ends the export.
+  const [result] = await Promise.all([writing, target.finish()]);
   progress.finish();
   log.info(
     `sent ${result.bytesWritten} bytes (${contents.length} disk(s), ${totalData} data bytes) to ${target.where}`,

@@ -153,6 +153,7 @@ export async function openRemoteReceiver(opts: SshOptions): Promise<RemoteReceiv
     );
     conn.once('error', (e: Error) => reject(new P2vError('SSH', `connection to ${target.host} failed: ${e.message}`)));
   });
-  done.catch(() => undefined).finally(() => conn.end());
+  // Once the receiver has failed, writes into its channel must fail too instead of waiting for a reader.
+  done.catch(() => channel.destroy()).finally(() => conn.end());
   return { stdin: channel, done, close: () => conn.end() };
 }

@@ -78,6 +78,7 @@ export interface Received {
 export async function receiveOva(req: ImportRequest): Promise<Received> {
   const area = await openStagingArea(req.staging, { keepPartial: req.keepPartial });
   req.logger.debug(`receiving into ${area.dir}`);
+  let deviceTouched = false;
   try {
     let machine: MachineDescription | undefined;
     let instanceName = '';
@@ -99,7 +100,9 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
         // readOva calls parseDescriptor before any file.
         if (!machine) throw new Error('onFile before parseDescriptor');
         if (!spaceChecked) {
-          await checkFreeSpace(resolve(req.staging), expectedStagingBytes(machine.disks));
+          // A disk decoded straight onto the target device takes no staging space.
+          const stagedDisks = req.disk0Target?.direct ? machine.disks.slice(1) : machine.disks;
+          await checkFreeSpace(resolve(req.staging), expectedStagingBytes(stagedDisks));
           spaceChecked = true;
         }
         const index = machine.disks.findIndex((d) => d.fileRef === file.id);
@@ -126,6 +129,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
             maxDiskSize: req.maxDiskSize,
             admitCapacity: index === 0 ? (c) => checkFitsTarget(c, req.disk0Target) : undefined,
             device: index === 0 && req.disk0Target?.direct ? req.disk0Target.path : undefined,
+            onDeviceWrite: () => void (deviceTouched = true),
             logger: req.logger,
           }),
         );
@@ -180,7 +184,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
     return { staged: stagedImport, area };
   } catch (e) {
     await area.remove();
-    if (req.disk0Target?.direct && e instanceof P2vError) {
+    if (deviceTouched && req.disk0Target && e instanceof P2vError) {
       throw new P2vError(e.code, e.message, {
         hint: `${req.disk0Target.path} now holds an incomplete image: send the machine again before booting it${e.hint ? '; ' + e.hint : ''}`,
         cause: e,

@@ -42,6 +42,8 @@ export interface StageDiskOptions {
   admitCapacity?: (capacity: number) => void;
   /** Decode a streamOptimized disk straight onto this device instead of a staged file. */
   device?: string;
+  /** Called just before the device is first changed (zeroed), once every check has passed. */
+  onDeviceWrite?: () => void;
   logger: Logger;
 }
 
@@ -132,7 +134,13 @@ async function decodeStreamOptimized(
   const capacity = checkCapacityAgrees(opts.disk, vmdk.capacity);
   checkDiskSize(opts.disk, capacity, opts.maxDiskSize);
   opts.admitCapacity?.(capacity);
-  const sink = opts.device ? await createDeviceSink(opts.device, capacity) : await createRawFileSink(target, capacity);
+  let sink;
+  if (opts.device) {
+    opts.onDeviceWrite?.();
+    sink = await createDeviceSink(opts.device, capacity);
+  } else {
+    sink = await createRawFileSink(target, capacity);
+  }
   try {
     for await (const chunk of vmdk.grains) await sink.write(chunk);
     await sink.finish();

@@ -103,6 +103,19 @@ describe('p2v-export --direct', () => {
     }
   });
 
+  it('leaves the device untouched, and says so, when the stream fails before any disk data', async () => {
+    const target = join(dir, 'untouched-disk');
+    const junk = randomBytes(1 << 20);
+    await writeFile(target, junk);
+    const staging = join(dir, 'staging2');
+    await mkdir(staging);
+    const [node, imp] = cliArgv('p2v-import');
+    const r = await execa(node!, [imp!, '--staging', staging, '--device', target], { reject: false, input: '' });
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).not.toContain('incomplete image');
+    expect((await readFile(target)).equals(junk)).toBe(true);
+  });
+
   it('refuses a second disk', async () => {
     const [node, exp] = cliArgv('p2v-export');
     const r = await execa(node!, [exp!, '--disk', 'a', '--disk', 'b', '--direct', 'root@127.0.0.1'], {

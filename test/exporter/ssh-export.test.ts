@@ -95,3 +95,45 @@ describe('p2v-export --ssh', () => {
     expect(r.stderr).not.toContain('overlay');
   });
 });
+
+describe('p2v-export --ssh, receiver failing mid-stream', () => {
+  it('stops with the receiver status instead of waiting on a full channel, and cleans up', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'p2v-sshfail-'));
+    // A receiver that reads 1 MiB and gives up, like p2v-import refusing a disk.
+    const failing = await startSshd(
+      d,
+      (pub) => `command="head -c 1048576 >/dev/null; echo refusing >&2; exit 5",restrict ${pub}`,
+    );
+    try {
+      const sample = await buildSampleDisk({ path: join(d, 'src.img'), sizeMiB: 128, swapMiB: 8, fillerMiB: 24 });
+      const exp = cliArgv('p2v-export');
+      const r = await execa(
+        exp[0]!,
+        [
+          ...exp.slice(1),
+          '--disk',
+          sample.path,
+          '--compress-level',
+          '0',
+          '--ssh',
+          `root@127.0.0.1:${failing.port}`,
+          '--key',
+          failing.clientKey,
+          '--known-hosts',
+          failing.knownHosts,
+        ],
+        { reject: false, stdin: 'ignore', timeout: 90_000, env: { TMPDIR: d } },
+      );
+      expect(r.timedOut).toBe(false);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain('refusing');
+      expect(r.stderr).toMatch(/^p2v-export: the receiver on 127\.0\.0\.1 failed \(exit status 5\)$/m);
+      const left = await execa('pgrep', ['-f', `file=${sample.path}`], { reject: false });
+      expect(left.stdout).toBe('');
+      expect((await readdir(d)).filter((n) => n.startsWith('p2v-export-'))).toEqual([]);
+    } finally {
+      await failing.stop();
+      await rm(d, { recursive: true, force: true });
+    }
+  });
+});
