@@ -1,0 +1,337 @@
+/**
+ * The direct path's acceptance, end to end with no staging host:
+ *
+ *   1. build the ramboot initrd for the host's Debian kernel;
+ *   2. boot a bootstrap disk (debootstrap image + the receiver installed in
+ *      /opt/ganeti-p2v) with it under qemu TCG, sshd forwarded to a loopback
+ *      port, and check over SSH that / is a tmpfs and the disk is free;
+ *   3. `p2v-export --direct root@127.0.0.1:PORT` a Debian "physical machine"
+ *      (debian-machine.ts: /dev/sda names, tty0 console, old MAC pinned) onto
+ *      that disk with the default remote command
+ *      (`p2v-import --device /dev/vda --power-off`);
+ *   4. the target powers itself off (qemu -no-reboot exits on its own);
+ *   5. the same disk image, booted by its own GRUB with a virtio disk, reaches
+ *      `directvm login:` on the serial console.
+ *
+ * The receiver needs Node.js 20 (bookworm ships 18): the host's own node
+ * binary (Debian 12, same glibc) goes into the bootstrap image with the built
+ * dist/ and only the production node_modules, on a private copy of the cached
+ * image. The cache is never written.
+ */
+import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildRamInitrd } from '../../ramboot/build.js';
+import { bootRamTarget, type RamTarget } from '../../ramboot/target.js';
+import { cliArgv, ROOT } from '../helpers/cli.js';
+import { copyImage, debianImage, type DebianImage } from '../helpers/debian-image.js';
+import { SERIAL_WAIT_SCRIPT } from '../helpers/ganeti.js';
+import { needPrograms, needRoot } from '../helpers/programs.js';
+import { buildDebianMachine, CHECK_LINE, type DebianMachine } from './debian-machine.js';
+import { MiB, sha256File, withMount, withOffsetLoop } from './support.js';
+
+const HOSTNAME = 'directvm';
+const BAD_BOOT = /emergency mode|Timed out waiting for device|Dependency failed for|ALERT!|Kernel panic/i;
+/** RAM of the target: the bootstrap root (~290 MiB) plus the receiver (~120 MiB: node alone is 95 MiB). */
+const TARGET_MEMORY_MiB = 1280;
+
+let work = '';
+let machine: DebianMachine;
+let sourceSha = '';
+let bootstrap: DebianImage;
+let targetDisk = '';
+let initrd = '';
+let vmlinuz = '';
+let target: RamTarget | undefined;
+let ownBoot: ResultPromise | undefined;
+let receiverMiB = 0;
+
+async function hostKernel(): Promise<{ release: string; vmlinuz: string }> {
+  const releases = (await readdir('/lib/modules').catch(() => [] as string[]))
+    .filter((r) => r.endsWith('-amd64'))
+    .sort();
+  const release = releases.at(-1);
+  if (!release)
+    throw new Error('no Debian kernel installed: apt-get install linux-image-amd64 (or run scripts/setup.sh --slow)');
+  return { release, vmlinuz: `/boot/vmlinuz-${release}` };
+}
+
+/** Pids whose command line mentions `text` (the disk image path finds our qemu). */
+async function processesNaming(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes(text)) pids.push(Number(p));
+  }
+  return pids;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function duMiB(path: string): Promise<number> {
+  return Number((await execa('du', ['-sm', path])).stdout.split('\t')[0]);
+}
+
+/**
+ * The receiver as p2v-target's `receiver_dir` installs it: node, package.json,
+ * bin/p2v-import.js, dist/ and the production dependencies (`npm ls
+ * --omit=dev`: 19 MiB instead of the 106 MiB of a dev tree), with
+ * /usr/local/bin/p2v-import as the entry point.
+ */
+async function installReceiver(root: string): Promise<void> {
+  const opt = join(root, 'opt/ganeti-p2v');
+  await mkdir(join(opt, 'bin'), { recursive: true });
+  await cp(process.execPath, join(opt, 'node'));
+  await chmod(join(opt, 'node'), 0o755);
+  await cp(join(ROOT, 'package.json'), join(opt, 'package.json'));
+  await cp(join(ROOT, 'bin/p2v-import.js'), join(opt, 'bin/p2v-import.js'));
+  // global-setup swaps dist/ under this lock: never copy a half-replaced tree.
+  await execa('flock', [join(ROOT, 'dist.lock'), 'cp', '-a', join(ROOT, 'dist'), join(opt, 'dist')]);
+  const ls = await execa('npm', ['ls', '--omit=dev', '--parseable', '--all'], { cwd: ROOT, reject: false });
+  const deps = [
+    ...new Set(
+      String(ls.stdout)
+        .split('\n')
+        .map((p) => relative(ROOT, p.trim()))
+        .filter((p) => p.startsWith('node_modules/')),
+    ),
+  ].sort();
+  expect(deps.length, `npm ls --omit=dev found no dependencies:\n${ls.stderr}`).toBeGreaterThan(0);
+  for (const d of deps) {
+    const dest = join(opt, d);
+    // A nested dependency comes along with its parent's folder.
+    if (
+      await stat(dest).then(
+        () => true,
+        () => false,
+      )
+    )
+      continue;
+    await mkdir(join(dest, '..'), { recursive: true });
+    await cp(join(ROOT, d), dest, { recursive: true, verbatimSymlinks: true });
+  }
+  const wrapper = join(root, 'usr/local/bin/p2v-import');
+  await mkdir(join(wrapper, '..'), { recursive: true });
+  await writeFile(wrapper, '#!/bin/sh\nexec /opt/ganeti-p2v/node /opt/ganeti-p2v/bin/p2v-import.js "$@"\n');
+  await chmod(wrapper, 0o755);
+  receiverMiB = await duMiB(opt);
+  // The guest's own libraries must run the host's node: try it before booting.
+  const help = await execa('chroot', [root, '/usr/local/bin/p2v-import', '--help'], { reject: false });
+  expect(help.exitCode, `p2v-import does not run in the bootstrap image:\n${help.stderr}`).toBe(0);
+  expect(help.stdout).toContain('--device');
+}
+
+/** serial-wait.py on a growing `-serial file:` log; resolves with its verdict line. */
+async function waitSerial(log: string, copy: string, timeoutS: number, pattern: string): Promise<string> {
+  const r = await execa('python3', [SERIAL_WAIT_SCRIPT, log, copy, String(timeoutS), pattern], {
+    reject: false,
+    all: true,
+  });
+  return String(r.all).trim();
+}
+
+beforeAll(async () => {
+  needRoot();
+  await needPrograms(
+    'qemu-system-x86_64',
+    'ssh',
+    'ssh-keyscan',
+    'python3',
+    'nbdkit',
+    'nbdfuse',
+    'qemu-img',
+    'losetup',
+    'sfdisk',
+    'debootstrap',
+    'flock',
+    'chroot',
+  );
+  work = await mkdtemp('/var/tmp/p2v-e2e-direct-');
+  const k = await hostKernel();
+  vmlinuz = k.vmlinuz;
+  initrd = join(work, 'ramboot.img');
+  await buildRamInitrd({ kernelRelease: k.release, output: initrd });
+
+  machine = await buildDebianMachine(work);
+  sourceSha = await sha256File(machine.path);
+
+  // The target instance's disk 0: the bootstrap system, grown so the source fits.
+  bootstrap = await debianImage({ hostname: 'p2v-ramboot' });
+  targetDisk = await copyImage(bootstrap, join(work, 'target.img'));
+  const targetSize = Math.ceil((machine.size + 64 * MiB) / MiB) * MiB;
+  await execa('truncate', ['-s', String(targetSize), targetDisk]);
+  await withOffsetLoop(targetDisk, bootstrap.partitionOffset, bootstrap.partitionBytes, (dev) =>
+    withMount(dev, join(work, 'target-mnt'), installReceiver),
+  );
+}, 1_800_000);
+
+afterAll(async () => {
+  await target?.stop();
+  if (ownBoot && ownBoot.exitCode === null) {
+    ownBoot.kill('SIGKILL');
+    await ownBoot.catch(() => undefined);
+  }
+  if (work && process.env.P2V_KEEP_TMP !== '1') await rm(work, { recursive: true, force: true });
+}, 120_000);
+
+describe('direct path: RAM-booted target, p2v-export --direct, boot the written disk', () => {
+  it('runs the bootstrap system from RAM with the receiver and its disk free', async () => {
+    const t0 = performance.now();
+    target = await bootRamTarget({
+      kernel: vmlinuz,
+      initrd,
+      disk: targetDisk,
+      rootUuid: bootstrap.rootUuid,
+      sshKey: bootstrap.sshKey,
+      workDir: work,
+      memoryMiB: TARGET_MEMORY_MiB,
+    });
+    const console0 = await readFile(target.serialLog, 'utf8');
+    const copying = /p2v-ramboot: copying .*/.exec(console0)?.[0] ?? '(no copy line)';
+    process.stderr.write(
+      `direct-ramboot: receiver ${receiverMiB} MiB; sshd answered ${((performance.now() - t0) / 1000).toFixed(0)} s after qemu start; ${copying.trim()}\n`,
+    );
+    expect(console0).toContain('p2v-ramboot: /dev/vda1 is free; starting /sbin/init from RAM');
+    expect(await target.ssh('findmnt -n -o FSTYPE /')).toBe('tmpfs');
+    expect(await target.ssh('findmnt -rn -o SOURCE | grep -c "^/dev/vda" || true')).toBe('0');
+    expect(await target.ssh('grep -c "^/dev/vda" /proc/swaps || true')).toBe('0');
+    expect(Number(await target.ssh('blockdev --getsize64 /dev/vda'))).toBe((await stat(targetDisk)).size);
+    expect(await target.ssh('p2v-import --version || p2v-import --help | head -n 1')).not.toBe('');
+  });
+
+  it('p2v-export --direct writes the machine onto the target disk, and the target powers itself off', async () => {
+    expect(target, 'the target did not boot').toBeDefined();
+    const port = target!.sshPort;
+    // The admin's known_hosts entry for the target, as ssh-keyscan gives it ([host]:port key).
+    const scan = await execa('ssh-keyscan', ['-p', String(port), '-t', 'ed25519,rsa,ecdsa', '127.0.0.1'], {
+      reject: false,
+    });
+    const keys = String(scan.stdout)
+      .split('\n')
+      .filter((l) => l.startsWith(`[127.0.0.1]:${port} `));
+    expect(keys.length, `ssh-keyscan found no host key:\n${scan.stderr}`).toBeGreaterThan(0);
+    const knownHosts = join(work, 'target_known_hosts');
+    await writeFile(knownHosts, keys.join('\n') + '\n');
+
+    const [node, exp] = cliArgv('p2v-export');
+    // The receiver's own error ends with "p2v-import: hint: …" on our stderr;
+    // the sender must then stop too, not wait on a dead channel.
+    let receiverFailedAt: number | undefined;
+    const watch = function* (line: unknown) {
+      if (typeof line === 'string' && line.startsWith('p2v-import: hint:')) receiverFailedAt ??= performance.now();
+      yield line;
+    };
+    const t0 = performance.now();
+    const exporter = execa(
+      node!,
+      [
+        exp!,
+        '--disk',
+        machine.path,
+        '--hypervisor',
+        'kvm',
+        '--hostname',
+        HOSTNAME,
+        '--cpus',
+        '1',
+        '--memory',
+        '1G',
+        '--direct',
+        `root@127.0.0.1:${port}`,
+        '--key',
+        bootstrap.sshKey,
+        '--known-hosts',
+        knownHosts,
+        '--progress',
+        'none',
+        '--verbose',
+      ],
+      { reject: false, stdin: 'ignore', stderr: watch, all: true, timeout: 1_200_000, env: { TMPDIR: work } },
+    );
+    let hung = false;
+    while (exporter.exitCode === null && exporter.signalCode === null) {
+      if (receiverFailedAt !== undefined && performance.now() - receiverFailedAt > 60_000) {
+        hung = true;
+        exporter.kill('SIGTERM');
+        break;
+      }
+      await Promise.race([exporter, sleep(1000)]);
+    }
+    const r = await exporter;
+    const exportSeconds = (performance.now() - t0) / 1000;
+    const tail = String(r.all).split('\n').slice(-40).join('\n');
+    process.stderr.write(`direct-ramboot: p2v-export --direct took ${exportSeconds.toFixed(0)} s\n${tail}\n`);
+    const hangNote = hung ? ' (its receiver failed, and it had not exited 60 s later: killed)' : '';
+    expect(r.exitCode, `p2v-export failed${hangNote}:\n${tail}`).toBe(0);
+    expect(String(r.all)).toContain('p2v-import: disk written and synced; powering off in 3 seconds');
+
+    // Nobody sends poweroff: the receiver does it. qemu runs with -no-reboot, so it exits.
+    const t1 = performance.now();
+    while ((await processesNaming(targetDisk)).length > 0 && performance.now() - t1 < 120_000) await sleep(500);
+    const stillRunning = await processesNaming(targetDisk);
+    const consoleText = await readFile(target!.serialLog, 'utf8');
+    expect(stillRunning, `the target did not power itself off; console:\n${consoleText.slice(-3000)}`).toEqual([]);
+    process.stderr.write(
+      `direct-ramboot: target powered off ${((performance.now() - t1) / 1000).toFixed(0)} s after the export ended\n`,
+    );
+    await target!.stop();
+    target = undefined;
+
+    // The source was only read; the target now has the source's partition table.
+    expect(await sha256File(machine.path)).toBe(sourceSha);
+    const parts = async (img: string) =>
+      (
+        JSON.parse((await execa('sfdisk', ['--json', img])).stdout) as {
+          partitiontable: { partitions: { start: number; size: number; type: string }[] };
+        }
+      ).partitiontable.partitions.map(({ start, size, type }) => ({ start, size, type }));
+    expect(await parts(targetDisk)).toEqual(await parts(machine.path));
+  });
+
+  it('the written disk boots on its own (GRUB, virtio) to the serial login prompt', async () => {
+    expect(target, 'the target was not powered off by the direct export (previous test)').toBeUndefined();
+    const log = join(work, 'own-boot.log');
+    const t0 = performance.now();
+    ownBoot = execa(
+      'qemu-system-x86_64',
+      [
+        '-accel',
+        'tcg',
+        '-m',
+        '1024',
+        '-smp',
+        '1',
+        '-drive',
+        `file=${targetDisk},if=virtio,format=raw,cache=unsafe`,
+        '-nic',
+        'user,model=virtio-net-pci',
+        '-serial',
+        `file:${log}`,
+        '-display',
+        'none',
+        '-monitor',
+        'none',
+        '-no-reboot',
+      ],
+      { reject: false, stdin: 'ignore', all: true },
+    );
+    const login = await waitSerial(log, join(work, 'own-boot-login.log'), 480, `${HOSTNAME} login:`);
+    const text1 = (await readFile(log, 'utf8')).replace(/\r/g, '');
+    expect(login, `no login prompt; qemu ${ownBoot.exitCode ?? 'running'}; console:\n${text1.slice(-4000)}`).toMatch(
+      /^MATCH/,
+    );
+    process.stderr.write(
+      `direct-ramboot: own disk reached "${HOSTNAME} login:" ${((performance.now() - t0) / 1000).toFixed(0)} s after qemu start\n`,
+    );
+    const check = await waitSerial(log, join(work, 'own-boot-check.log'), 180, CHECK_LINE.source);
+    const text = (await readFile(log, 'utf8')).replace(/\r/g, '');
+    expect(check, `no check line; console:\n${text.slice(-4000)}`).toMatch(/^MATCH/);
+    const [, host, root] = CHECK_LINE.exec(text)!;
+    expect({ host, root }).toEqual({ host: HOSTNAME, root: '/dev/vda1' });
+    expect(text).not.toMatch(BAD_BOOT);
+    ownBoot.kill('SIGKILL');
+    await ownBoot;
+  });
+});
