@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliArgv } from '../helpers/cli.js';
 import {
+  backupImportArgv,
   EXPORT_DIR,
   instanceDiskFiles,
   leaseSandbox,
@@ -75,23 +76,7 @@ describe('p2v-export | p2v-import | gnt-backup import | gnt-instance start (kvm,
     expect(ini).toMatch(/^nic0_link = gntbr0$/m);
 
     let t0 = performance.now();
-    const out = await lease!.gnt([
-      'gnt-backup',
-      'import',
-      '-n',
-      NODE,
-      '--src-node',
-      NODE,
-      '--src-dir',
-      exportDir,
-      '-t',
-      'file',
-      '-B',
-      'memory=1024M,vcpus=1',
-      '--no-ip-check',
-      '--no-name-check',
-      INSTANCE,
-    ]);
+    const out = await lease!.gnt(backupImportArgv(exportDir, INSTANCE, ['-B', 'memory=1024M,vcpus=1']));
     expect(out).not.toMatch(/WARNING/); // a failed OS import script is only a warning to Ganeti
     process.stderr.write(`ganeti-boot: gnt-backup import took ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     const [disk] = await instanceDiskFiles(INSTANCE);

@@ -17,7 +17,14 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSampleDisk, type SampleDisk } from '../../lib/sample-disk.js';
 import { cliArgv } from '../helpers/cli.js';
-import { EXPORT_DIR, instanceDiskFiles, leaseSandbox, NODE, type SandboxLease } from '../helpers/ganeti.js';
+import {
+  backupImportArgv,
+  EXPORT_DIR,
+  instanceDiskFiles,
+  leaseSandbox,
+  NODE,
+  type SandboxLease,
+} from '../helpers/ganeti.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import {
   expectNoLeftovers,
@@ -50,25 +57,14 @@ async function expectSameContent(a: string, b: string, fmtA = 'raw'): Promise<vo
 
 /** gnt-backup import of an export dir into a file-template instance; returns the job output. */
 async function gntImport(srcDir: string, instance: string, extra: string[] = []): Promise<string> {
-  const out = await lease!.gnt([
-    'gnt-backup',
-    'import',
-    '-n',
-    NODE,
-    '--src-node',
-    NODE,
-    '--src-dir',
-    srcDir,
-    '-t',
-    'file',
-    '--no-ip-check',
-    '--no-name-check',
-    // The export names kvm (p2v-export --hypervisor kvm); this cluster runs only the fake hypervisor.
-    '-H',
-    'fake',
-    ...extra,
-    instance,
-  ]);
+  const out = await lease!.gnt(
+    backupImportArgv(srcDir, instance, [
+      // The export names kvm (p2v-export --hypervisor kvm); this cluster runs only the fake hypervisor.
+      '-H',
+      'fake',
+      ...extra,
+    ]),
+  );
   // A failed OS import script is only a WARNING to Ganeti 3.0.2.
   expect(out).not.toMatch(/WARNING/);
   return out;

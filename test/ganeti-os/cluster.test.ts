@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { shippedDefinitionDir } from '../../ganeti-os/definition.js';
 import {
+  backupImportArgv,
   EXPORT_DIR,
   exportedDumps,
   instanceDiskFiles,
@@ -63,23 +64,8 @@ async function allocated(path: string): Promise<number> {
   return (await stat(path)).blocks * 512;
 }
 
-const importArgs = (srcDir: string, instance: string, extra: string[] = []) => [
-  'gnt-backup',
-  'import',
-  '-n',
-  NODE,
-  '--src-node',
-  NODE,
-  '--src-dir',
-  srcDir,
-  '-t',
-  'file',
-  '--no-ip-check',
-  '--no-name-check',
-  '--no-nics',
-  ...extra,
-  instance,
-];
+const importArgs = (srcDir: string, instance: string, extra: string[] = []) =>
+  backupImportArgv(srcDir, instance, ['--no-nics', ...extra]);
 
 describe('p2v-image on a real Ganeti cluster', () => {
   beforeAll(async () => {

@@ -28,6 +28,26 @@ export const SERIAL_WAIT_SCRIPT = resolve(ROOT, '../shared/tools/serial-wait.py'
 const LOCK_FILE = '/var/tmp/ganeti-sandbox.test-lock';
 
 /** The serial console socket of a kvm-mode instance (GNT_HYPERVISORS=kvm,fake). */
+/** argv of `gnt-backup import` of an export dir onto the sandbox node: file template, no IP or name checks. */
+export function backupImportArgv(srcDir: string, instance: string, extra: string[] = []): string[] {
+  return [
+    'gnt-backup',
+    'import',
+    '-n',
+    NODE,
+    '--src-node',
+    NODE,
+    '--src-dir',
+    srcDir,
+    '-t',
+    'file',
+    '--no-ip-check',
+    '--no-name-check',
+    ...extra,
+    instance,
+  ];
+}
+
 export function serialSocket(instance: string): string {
   return `/var/run/ganeti/kvm-hypervisor/ctrl/${instance}.serial`;
 }

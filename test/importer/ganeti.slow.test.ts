@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shippedDefinitionDir } from '../../ganeti-os/definition.js';
-import { EXPORT_DIR, instanceDiskFiles, leaseSandbox, NODE, type SandboxLease } from '../helpers/ganeti.js';
+import {
+  backupImportArgv,
+  EXPORT_DIR,
+  instanceDiskFiles,
+  leaseSandbox,
+  NODE,
+  type SandboxLease,
+} from '../helpers/ganeti.js';
 import { needPrograms } from '../helpers/programs.js';
 import { makeGoodOva, MiB, runImport } from './fixtures.js';
 
@@ -48,21 +55,7 @@ describe('p2v-import → gnt-backup import', () => {
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     const src = join(EXPORT_DIR, 'imported.example');
-    const out = await lease!.gnt([
-      'gnt-backup',
-      'import',
-      '-n',
-      NODE,
-      '--src-node',
-      NODE,
-      '--src-dir',
-      src,
-      '-t',
-      'file',
-      '--no-ip-check',
-      '--no-name-check',
-      'imported.example',
-    ]);
+    const out = await lease!.gnt(backupImportArgv(src, 'imported.example'));
     expect(out).not.toMatch(/WARNING/);
     const disks = await instanceDiskFiles('imported.example');
     expect(disks).toHaveLength(2);
@@ -101,21 +94,7 @@ describe('p2v-import → gnt-backup import', () => {
     ]);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
-    const out = await lease!.gnt([
-      'gnt-backup',
-      'import',
-      '-n',
-      NODE,
-      '--src-node',
-      NODE,
-      '--src-dir',
-      join(EXPORT_DIR, 'nomac.example'),
-      '-t',
-      'file',
-      '--no-ip-check',
-      '--no-name-check',
-      'nomac.example',
-    ]);
+    const out = await lease!.gnt(backupImportArgv(join(EXPORT_DIR, 'nomac.example'), 'nomac.example'));
     expect(out).not.toMatch(/WARNING/);
     const list = await lease!.gnt([
       'gnt-instance',
