@@ -9,7 +9,8 @@ config=vitest.config.ts
 setup_args=()
 if [ "${1:-}" = "--slow" ]; then config=vitest.slow.config.ts; setup_args=(--slow); shift; fi
 bash scripts/setup.sh "${setup_args[@]}"
-# setup.sh has type-checked (tsc fails on any error); formatting is checked too.
+# setup.sh has type-checked the sources (tsc fails on any error); the tests are type-checked too, and formatting.
+npx tsc -p tsconfig.test.json || { echo "test: type errors (npx tsc -p tsconfig.test.json)" >&2; exit 1; }
 npx prettier --check . >/dev/null || { echo "test: formatting differs: run npm run format" >&2; exit 1; }
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT

@@ -45,8 +45,8 @@ type Entry = {
 async function pack(entries: Entry[]): Promise<Buffer> {
   const p = tar.pack();
   const chunks: Buffer[] = [];
-  p.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise((res) => p.on('end', res));
+  p.on('data', (c: unknown) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((res) => p.on('end', () => res()));
   for (const e of entries) {
     const type = e.type ?? 'file';
     if (type === 'file') p.entry({ name: e.name, size: e.body!.length }, e.body!);
@@ -188,7 +188,8 @@ const cases: Case[] = [
       // The last byte of the first grain's zlib stream: its Adler-32 check.
       const overHead = Number(good.vmdk.readBigUInt64LE(64)) * 512;
       const size = good.vmdk.readUInt32LE(overHead + 8);
-      b[m('disk1.vmdk').data + overHead + 12 + size - 1] ^= 0xff;
+      const at = m('disk1.vmdk').data + overHead + 12 + size - 1;
+      b[at] = b[at]! ^ 0xff;
       return b;
     },
     error: 'VMDK grain at byte 65536 (LBA 0) is not valid zlib data: incorrect data check',
@@ -202,7 +203,8 @@ const cases: Case[] = [
       const size = good.vmdk.readUInt32LE(overHead + 8);
       const padding = overHead + 12 + size;
       expect(padding % 512).not.toBe(0);
-      b[m('disk1.vmdk').data + padding] ^= 0x5a;
+      const at = m('disk1.vmdk').data + padding;
+      b[at] = b[at]! ^ 0x5a;
       return b;
     },
     error: 'SHA256 of disk1.vmdk does not match the manifest',

@@ -22,7 +22,7 @@ describe('readOva streaming', () => {
       }
     }
     let pulledWhilePaused = -1;
-    let got = Buffer.alloc(0);
+    let got: Buffer = Buffer.alloc(0);
     await readOva(input(), {
       parseDescriptor: parseTestDescriptor,
       onFile: async (_f, content) => {
