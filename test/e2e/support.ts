@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath } from 'node:fs/promises';
 import { execa } from 'execa';
 import { expect } from 'vitest';
 import { cliArgv } from '../helpers/cli.js';
@@ -97,23 +97,27 @@ export async function withOffsetLoop<T>(
   try {
     return await body(dev);
   } finally {
-    await detachLoop(dev);
+    await detachLoop(dev, file);
   }
 }
 
 /**
  * Detach a loop device, retrying while something (udev's probe after an
  * unmount, blkid) still holds it open: a test must not leak the loop devices
- * it counts in other programs' leftovers.
+ * it counts in other programs' leftovers. Once detached, the same device
+ * number may at once be attached by a parallel test to its own file, so "still
+ * ours" means still backed by `file`, and only then is losetup -d repeated.
  */
-async function detachLoop(dev: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const r = await execa('losetup', ['-d', dev], { reject: false });
-    const still = await execa('losetup', ['--list', '--noheadings', '-O', 'BACK-FILE', dev], { reject: false });
-    if (still.exitCode !== 0 || !String(still.stdout).trim()) return;
-    if (attempt >= 20)
-      throw new Error(`${dev} is still attached after losetup -d (held open elsewhere?): ${String(r.stderr)}`);
-    await new Promise((ok) => setTimeout(ok, 250));
+async function detachLoop(dev: string, file: string): Promise<void> {
+  const backing = await realpath(file);
+  const stillOurs = async () => {
+    const r = await execa('losetup', ['--list', '--noheadings', '-O', 'BACK-FILE', dev], { reject: false });
+    return r.exitCode === 0 && String(r.stdout).trim() === backing;
+  };
+  for (let attempt = 0; await stillOurs(); attempt++) {
+    if (attempt > 20) throw new Error(`${dev} still backs ${file} after losetup -d (held open elsewhere?)`);
+    if (attempt > 0) await new Promise((ok) => setTimeout(ok, 250));
+    await execa('losetup', ['-d', dev], { reject: false });
   }
 }
 
