@@ -115,7 +115,12 @@ async function detachLoop(dev: string, file: string): Promise<void> {
     return r.exitCode === 0 && String(r.stdout).trim() === backing;
   };
   for (let attempt = 0; await stillOurs(); attempt++) {
-    if (attempt > 20) throw new Error(`${dev} still backs ${file} after losetup -d (held open elsewhere?)`);
+    if (attempt > 60) {
+      const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(dev));
+      throw new Error(
+        `${dev} still backs ${file} 15 s after losetup -d; mounts of it: ${mounts.join(' | ') || 'none'}`,
+      );
+    }
     if (attempt > 0) await new Promise((ok) => setTimeout(ok, 250));
     await execa('losetup', ['-d', dev], { reject: false });
   }
