@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { openDiskContent } from '../../exporter/disk-content.js';
@@ -10,29 +10,15 @@ import type { DataChunk } from '../../ovf/types.js';
 import { isP2vError } from '../../lib/errors.js';
 import { needPrograms } from '../helpers/programs.js';
 import { withTmpDir } from '../helpers/tmp.js';
-import { startNbdkit, withNbdkit } from './nbd/servers.js';
+import { nbdinfoMap, sparseImage, startNbdkit, withNbdkit } from './nbd/servers.js';
 
 const MiB = 1024 * 1024;
 
-/** Data (random, so never zero) at scattered, unaligned places of a sparse file. */
-async function scatteredImage(dir: string, size: number, pieces: [number, number][]): Promise<string> {
-  const path = join(dir, 'disk.img');
-  const fh = await open(path, 'w');
-  try {
-    await fh.truncate(size);
-    for (const [off, len] of pieces) await fh.write(randomBytes(len), 0, len, off);
-  } finally {
-    await fh.close();
-  }
-  return path;
-}
-
-/** Data extents by libnbd's view (nbdinfo --map): not reading as zeros. */
+/** Data extents by libnbd's view (nbdinfo --map): runs not reading as zeros. */
 async function dataExtents(uri: string): Promise<[number, number][]> {
-  const { stdout } = await execa('nbdinfo', ['--map', '--json', uri]);
   const out: [number, number][] = [];
-  for (const e of JSON.parse(stdout) as { offset: number; length: number; type: number }[]) {
-    if (e.type & 2) continue;
+  for (const e of await nbdinfoMap(uri)) {
+    if (e.zero) continue;
     const last = out[out.length - 1];
     if (last && last[0] + last[1] === e.offset) last[1] += e.length;
     else out.push([e.offset, e.length]);
@@ -62,7 +48,7 @@ describe('openDiskContent', () => {
   it('yields exactly the data extents, whose bytes rebuild the file', async () => {
     await needPrograms('nbdkit', 'nbdinfo');
     await withTmpDir('dc', async (dir) => {
-      const file = await scatteredImage(dir, 48 * MiB, [
+      const file = await sparseImage(dir, 48 * MiB, [
         [0, 512],
         [MiB + 4096, 3 * MiB + 12345],
         [20 * MiB - 100, 300],
@@ -103,7 +89,7 @@ describe('openDiskContent', () => {
   it('reads the overlay, not the source: fixups and trims show, trimmed space is skipped', async () => {
     await needPrograms('nbdkit', 'nbdinfo');
     await withTmpDir('dc', async (dir) => {
-      const src = await scatteredImage(dir, 16 * MiB, [[0, 16 * MiB]]);
+      const src = await sparseImage(dir, 16 * MiB, [[0, 16 * MiB]]);
       const original = await readFile(src);
       const ov = await openOverlay(src, { workDir: dir });
       try {
@@ -134,7 +120,7 @@ describe('openDiskContent', () => {
   it('stops early without leaving reads behind, and fails clearly when a read fails', async () => {
     await needPrograms('nbdkit');
     await withTmpDir('dc', async (dir) => {
-      const file = await scatteredImage(dir, 32 * MiB, [[0, 32 * MiB]]);
+      const file = await sparseImage(dir, 32 * MiB, [[0, 32 * MiB]]);
       const trigger = join(dir, 'inject');
       await withNbdkit(
         dir,
@@ -147,7 +133,6 @@ describe('openDiskContent', () => {
               expect(ch.offset).toBe(n * MiB);
               if (++n === 3) break;
             }
-            const { writeFile } = await import('node:fs/promises');
             let seen = 0;
             let err: unknown;
             try {

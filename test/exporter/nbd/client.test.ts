@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { NbdClient, type NbdExtent } from '../../../exporter/nbd/index.js';
@@ -8,36 +8,9 @@ import { openOverlay } from '../../../exporter/overlay.js';
 import { P2vError, isP2vError } from '../../../lib/errors.js';
 import { needPrograms } from '../../helpers/programs.js';
 import { withTmpDir } from '../../helpers/tmp.js';
-import { startNbdkit, startQemuNbd, withNbdkit } from './servers.js';
+import { nbdinfoMap, sparseImage, startNbdkit, startQemuNbd, withNbdkit } from './servers.js';
 
 const MiB = 1024 * 1024;
-
-/** A sparse image with data at a few scattered places; returns its path. */
-async function sparseImage(dir: string, size: number, pieces: [number, number][]): Promise<string> {
-  const path = join(dir, 'disk.img');
-  const fh = await open(path, 'w');
-  try {
-    await fh.truncate(size);
-    for (const [off, len] of pieces) await fh.write(randomBytes(len), 0, len, off);
-  } finally {
-    await fh.close();
-  }
-  return path;
-}
-
-/** nbdinfo --map --json, merged like our extents(). */
-async function nbdinfoMap(uri: string): Promise<NbdExtent[]> {
-  const { stdout } = await execa('nbdinfo', ['--map', '--json', uri]);
-  const out: NbdExtent[] = [];
-  for (const e of JSON.parse(stdout) as { offset: number; length: number; type: number }[]) {
-    const hole = (e.type & 1) !== 0;
-    const zero = (e.type & 2) !== 0;
-    const last = out[out.length - 1];
-    if (last && last.hole === hole && last.zero === zero) last.length += e.length;
-    else out.push({ offset: e.offset, length: e.length, hole, zero });
-  }
-  return out;
-}
 
 async function rejection(p: Promise<unknown>): Promise<P2vError> {
   try {

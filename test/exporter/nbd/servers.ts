@@ -4,8 +4,10 @@
  * it (always: callers use try/finally or withNbdkit).
  */
 import { execa, type ResultPromise } from 'execa';
-import { access } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { access, open } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { NbdExtent } from '../../../exporter/nbd/index.js';
 
 export interface Nbdkit {
   socket: string;
@@ -87,4 +89,31 @@ export async function withNbdkit<T>(dir: string, args: string[], body: (k: Nbdki
   } finally {
     await k.stop();
   }
+}
+
+/** A sparse image with random (so never zero) data at scattered places; returns its path. */
+export async function sparseImage(dir: string, size: number, pieces: [number, number][]): Promise<string> {
+  const path = join(dir, 'disk.img');
+  const fh = await open(path, 'w');
+  try {
+    await fh.truncate(size);
+    for (const [off, len] of pieces) await fh.write(randomBytes(len), 0, len, off);
+  } finally {
+    await fh.close();
+  }
+  return path;
+}
+
+/** libnbd's view of the extents (nbdinfo --map --json), merged like our extents(). */
+export async function nbdinfoMap(uri: string): Promise<NbdExtent[]> {
+  const { stdout } = await execa('nbdinfo', ['--map', '--json', uri]);
+  const out: NbdExtent[] = [];
+  for (const e of JSON.parse(stdout) as { offset: number; length: number; type: number }[]) {
+    const hole = (e.type & 1) !== 0;
+    const zero = (e.type & 2) !== 0;
+    const last = out[out.length - 1];
+    if (last && last.hole === hole && last.zero === zero) last.length += e.length;
+    else out.push({ offset: e.offset, length: e.length, hole, zero });
+  }
+  return out;
 }
