@@ -18,7 +18,7 @@
  * dist/ and only the production node_modules, on a private copy of the cached
  * image. The cache is never written.
  */
-import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +30,7 @@ import { SERIAL_WAIT_SCRIPT } from '../helpers/ganeti.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { buildDebianMachine, CHECK_LINE, type DebianMachine } from './debian-machine.js';
 import { MiB, sha256File, withMount, withOffsetLoop } from './support.js';
+import { hostKernel, processesNaming } from '../helpers/host.js';
 
 const HOSTNAME = 'directvm';
 const BAD_BOOT = /emergency mode|Timed out waiting for device|Dependency failed for|ALERT!|Kernel panic/i;
@@ -46,27 +47,6 @@ let vmlinuz = '';
 let target: RamTarget | undefined;
 let ownBoot: ResultPromise | undefined;
 let receiverMiB = 0;
-
-async function hostKernel(): Promise<{ release: string; vmlinuz: string }> {
-  const releases = (await readdir('/lib/modules').catch(() => [] as string[]))
-    .filter((r) => r.endsWith('-amd64'))
-    .sort();
-  const release = releases.at(-1);
-  if (!release)
-    throw new Error('no Debian kernel installed: apt-get install linux-image-amd64 (or run scripts/setup.sh --slow)');
-  return { release, vmlinuz: `/boot/vmlinuz-${release}` };
-}
-
-/** Pids whose command line mentions `text` (the disk image path finds our qemu). */
-async function processesNaming(text: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const p of await readdir('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes(text)) pids.push(Number(p));
-  }
-  return pids;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -5,7 +5,7 @@
  * image onto /dev/vda through SSH, power off, and compare the disk's bytes.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { isP2vError } from '../../lib/errors.js';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,27 +16,7 @@ import { buildRamInitrd } from '../../ramboot/build.js';
 import { bootRamTarget, type RamTarget } from '../../ramboot/target.js';
 import { copyImage, debianImage, type DebianImage } from '../helpers/debian-image.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
-
-async function hostKernel(): Promise<{ release: string; vmlinuz: string }> {
-  const releases = (await readdir('/lib/modules').catch(() => [] as string[]))
-    .filter((r) => r.endsWith('-amd64'))
-    .sort();
-  const release = releases.at(-1);
-  if (!release)
-    throw new Error('no Debian kernel installed: apt-get install linux-image-amd64 (or run scripts/setup.sh --slow)');
-  return { release, vmlinuz: `/boot/vmlinuz-${release}` };
-}
-
-/** Pids whose command line mentions `text`. */
-async function processesNaming(text: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const p of await readdir('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes(text)) pids.push(Number(p));
-  }
-  return pids;
-}
+import { hostKernel, processesNaming } from '../helpers/host.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
