@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { P2vError } from '../lib/errors.js';
-import { onExit } from '../lib/exit-actions.js';
+import { onExit, type ExitHandle } from '../lib/exit-actions.js';
 import type { Logger } from '../lib/log.js';
 import { Progress } from '../lib/progress.js';
 import { openOverlay, type Overlay } from './overlay.js';
@@ -203,110 +203,124 @@ async function streamOva(
 ): Promise<ExportReport> {
   const { log } = opts;
   const contents = [];
-  for (const ov of overlays) {
-    const c = await openDiskContent(ov.socket);
-    onExit(`close NBD connection to ${ov.source}`, () => c.close());
-    contents.push(c);
-  }
-  const totalData = contents.reduce((s, c) => s + c.dataBytes, 0);
-  const progress = new Progress({ phase: 'streaming', total: totalData, mode: opts.progress });
-  const name = instanceName(opts.name ?? opts.fixups.hostname ?? inspection.os?.hostname);
-  const disks: OvfDisk[] = contents.map((c, i) => ({
-    diskId: `vmdisk${i + 1}`,
-    fileRef: `file${i + 1}`,
-    capacity: c.capacity,
-    populatedSize: c.dataBytes,
-    format: 'vmdk-streamOptimized',
-    formatUri: FORMAT_URI.streamOptimized,
-    controller: 'scsi',
-    unit: i,
-  }));
-  const hrefs = contents.map((_, i) => `${name}-disk${i + 1}.vmdk`);
-  const vmdks = contents.map((c) =>
-    writeStreamOptimized(c, { level: opts.compressLevel, onProgress: (n: number) => progress.add(n) }),
-  );
-  const machine = (files: OvfFile[]): MachineDescription => ({
-    name,
-    annotation: annotationFor(planned),
-    os: inspection.os ? { id: cimOsId(inspection.os.distro), description: inspection.os.prettyName } : undefined,
-    cpus: opts.cpus ?? inspection.machine.cpus,
-    memoryMiB: opts.memoryMiB ?? inspection.machine.memoryMiB,
-    files,
-    disks,
-    networks: ['default'],
-    nics: inspection.machine.nics.map((n) => ({ network: 'default', mac: n.mac, model: 'virtio' })),
-    ganeti: {
-      os: opts.ganetiOs ?? 'p2v-image+default',
-      hypervisor: opts.fixups.hypervisor,
-      name,
-      nics: inspection.machine.nics.map(() => (opts.fixups.ip ? { ip: opts.fixups.ip.split('/')[0] } : {})),
-    },
-    producer: 'ganeti-p2v',
-  });
-
-  const out = opts.output;
-  let target: { mode: 'file' | 'stream'; output: string | Writable; finish: () => Promise<void>; where: string };
-  if (out.kind === 'file') {
-    const partial = `${out.path}.partial`;
-    const cleanup = onExit(`remove ${partial}`, () => rm(partial, { force: true }));
-    target = {
-      mode: 'file',
-      output: partial,
-      where: out.path,
-      finish: async () => {
-        await rename(partial, out.path);
-        cleanup.cancel();
-      },
-    };
-  } else if (out.kind === 'ssh' && receiver) {
-    const recv = receiver;
-    target = {
-      mode: 'stream',
-      output: recv.stdin,
-      where: `${out.ssh.target.user}@${out.ssh.target.host}`,
-      finish: () => recv.done,
-    };
-  } else {
-    const stream = out.kind === 'stream' ? out.stream : process.stdout;
-    target = {
-      mode: 'stream',
-      output: stream,
-      where: out.kind === 'stream' ? 'stream' : 'stdout',
-      finish: async () => undefined,
-    };
-  }
-
-  const writing = writeOva({
-    descriptorName: `${name}.ovf`,
-    descriptor: (files) => buildDescriptor(machine(files), { chunked: target.mode === 'stream' }),
-    files: vmdks.map((v, i) => ({ id: `file${i + 1}`, href: hrefs[i]!, content: v })),
-    mode: target.mode,
-    output: target.output as never,
-    chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-  }).then((r) => {
-    if (target.mode === 'stream' && out.kind !== 'stdout') (target.output as Writable).end();
-    return r;
-  });
-  // A receiver that gives up mid-stream stops reading: its exit status, not a write
-  // blocked forever on a full channel, is what ends the export.
-  const [result] = await Promise.all([writing, target.finish()]);
-  progress.finish();
-  log.info(
-    `sent ${result.bytesWritten} bytes (${contents.length} disk(s), ${totalData} data bytes) to ${target.where}`,
-  );
-  for (const c of contents) await c.close();
-  return {
-    inspection,
-    fixups: planned,
-    sparsify: sparsifyReport,
-    disks: contents.map((c, i) => ({
-      source: overlays[i]!.source,
+  const connections: ExitHandle[] = [];
+  try {
+    for (const ov of overlays) {
+      const c = await openDiskContent(ov.socket);
+      connections.push(onExit(`close NBD connection to ${ov.source}`, () => c.close()));
+      contents.push(c);
+    }
+    const totalData = contents.reduce((s, c) => s + c.dataBytes, 0);
+    const progress = new Progress({ phase: 'streaming', total: totalData, mode: opts.progress });
+    const name = instanceName(opts.name ?? opts.fixups.hostname ?? inspection.os?.hostname);
+    const disks: OvfDisk[] = contents.map((c, i) => ({
+      diskId: `vmdisk${i + 1}`,
+      fileRef: `file${i + 1}`,
       capacity: c.capacity,
-      dataBytes: c.dataBytes,
-      vmdkBytes: vmdks[i]!.stats.bytesOut,
-    })),
-    bytesSent: result.bytesWritten,
-    steps,
-    output: target.where,
-  };
+      populatedSize: c.dataBytes,
+      format: 'vmdk-streamOptimized',
+      formatUri: FORMAT_URI.streamOptimized,
+      controller: 'scsi',
+      unit: i,
+    }));
+    const hrefs = contents.map((_, i) => `${name}-disk${i + 1}.vmdk`);
+    const vmdks = contents.map((c) =>
+      writeStreamOptimized(c, { level: opts.compressLevel, onProgress: (n: number) => progress.add(n) }),
+    );
+    const machine = (files: OvfFile[]): MachineDescription => ({
+      name,
+      annotation: annotationFor(planned),
+      os: inspection.os ? { id: cimOsId(inspection.os.distro), description: inspection.os.prettyName } : undefined,
+      cpus: opts.cpus ?? inspection.machine.cpus,
+      memoryMiB: opts.memoryMiB ?? inspection.machine.memoryMiB,
+      files,
+      disks,
+      networks: ['default'],
+      nics: inspection.machine.nics.map((n) => ({ network: 'default', mac: n.mac, model: 'virtio' })),
+      ganeti: {
+        os: opts.ganetiOs ?? 'p2v-image+default',
+        hypervisor: opts.fixups.hypervisor,
+        name,
+        nics: inspection.machine.nics.map(() => (opts.fixups.ip ? { ip: opts.fixups.ip.split('/')[0] } : {})),
+      },
+      producer: 'ganeti-p2v',
+    });
+
+    const out = opts.output;
+    // `receiverDone` settles when the far end exits (ssh); `finish` runs once everything is written.
+    let target: {
+      mode: 'file' | 'stream';
+      output: string | Writable;
+      receiverDone?: Promise<void>;
+      finish: () => Promise<void>;
+      where: string;
+    };
+    if (out.kind === 'file') {
+      const partial = `${out.path}.partial`;
+      const cleanup = onExit(`remove ${partial}`, () => rm(partial, { force: true }));
+      target = {
+        mode: 'file',
+        output: partial,
+        where: out.path,
+        finish: async () => {
+          await rename(partial, out.path);
+          cleanup.cancel();
+        },
+      };
+    } else if (out.kind === 'ssh' && receiver) {
+      const recv = receiver;
+      target = {
+        mode: 'stream',
+        output: recv.stdin,
+        where: `${out.ssh.target.user}@${out.ssh.target.host}`,
+        receiverDone: recv.done,
+        finish: async () => undefined,
+      };
+    } else {
+      const stream = out.kind === 'stream' ? out.stream : process.stdout;
+      target = {
+        mode: 'stream',
+        output: stream,
+        where: out.kind === 'stream' ? 'stream' : 'stdout',
+        finish: async () => undefined,
+      };
+    }
+
+    const writing = writeOva({
+      descriptorName: `${name}.ovf`,
+      descriptor: (files) => buildDescriptor(machine(files), { chunked: target.mode === 'stream' }),
+      files: vmdks.map((v, i) => ({ id: `file${i + 1}`, href: hrefs[i]!, content: v })),
+      mode: target.mode,
+      output: target.output as never,
+      chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    }).then((r) => {
+      if (target.mode === 'stream' && out.kind !== 'stdout') (target.output as Writable).end();
+      return r;
+    });
+    // A receiver that gives up mid-stream stops reading: its exit status, not a write
+    // blocked forever on a full channel, is what ends the export.
+    const [result] = await Promise.all([writing, target.receiverDone]);
+    await target.finish();
+    progress.finish();
+    log.info(
+      `sent ${result.bytesWritten} bytes (${contents.length} disk(s), ${totalData} data bytes) to ${target.where}`,
+    );
+    return {
+      inspection,
+      fixups: planned,
+      sparsify: sparsifyReport,
+      disks: contents.map((c, i) => ({
+        source: overlays[i]!.source,
+        capacity: c.capacity,
+        dataBytes: c.dataBytes,
+        vmdkBytes: vmdks[i]!.stats.bytesOut,
+      })),
+      bytesSent: result.bytesWritten,
+      steps,
+      output: target.where,
+    };
+  } finally {
+    // Before the overlays close: each connection talks to its nbdkit.
+    for (const h of connections.reverse()) await h.run();
+  }
 }
