@@ -10,6 +10,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { P2vError } from '../lib/errors.js';
 import { run } from '../lib/run.js';
 import { GRAIN_SIZE, type DataChunk } from '../ovf/types.js';
+import { isAllZero } from '../ovf/vmdk/index.js';
 import { describeSize } from './size.js';
 
 export interface DiskSink {
@@ -17,7 +18,11 @@ export interface DiskSink {
   readonly capacity: number;
   /** Bytes actually written (zero runs are skipped). */
   readonly dataBytes: number;
-  /** Write one chunk; offsets must ascend and stay within capacity. */
+  /**
+   * Take one chunk; offsets must ascend and stay within capacity. The sink may
+   * keep `data` (not a copy) until a later write or finish, so a caller must
+   * not reuse the buffer; errors of a held write surface there.
+   */
   write(chunk: DataChunk): Promise<void>;
   /** Set the final size (files), flush to stable storage and close. */
   finish(): Promise<void>;
@@ -25,21 +30,33 @@ export interface DiskSink {
   abort(): Promise<void>;
 }
 
-const ZERO = Buffer.alloc(4 * 1024 * 1024);
+/** Adjacent non-zero pieces are written together, up to this many bytes per writev. */
+export const MAX_WRITE_RUN = 1024 * 1024;
 
-/** True when every byte of `b` is zero (memcmp against a zero page). */
-export function isZero(b: Buffer): boolean {
-  for (let off = 0; off < b.length; off += ZERO.length) {
-    const n = Math.min(ZERO.length, b.length - off);
-    if (!b.subarray(off, off + n).equals(ZERO.subarray(0, n))) return false;
-  }
-  return true;
+/**
+ * After this many bytes written, a background fdatasync starts (at most one at
+ * a time), so the disk writes back while we decode instead of all at the end:
+ * the closing fsync of a 1 GiB import went from ~0.6 s to what the last
+ * stretch left dirty. Linux would not start writeback on its own before
+ * dirty_background_ratio (gigabytes on a staging host).
+ */
+export const WRITEBACK_EVERY = 64 * 1024 * 1024;
+
+/** Adjacent pieces waiting to be written with one positioned writev. */
+interface PendingRun {
+  offset: number;
+  buffers: Buffer[];
+  length: number;
 }
 
 class FdSink implements DiskSink {
   private next = 0;
   private written = 0;
   private closed = false;
+  private run: PendingRun | null = null;
+  private sinceWriteback = 0;
+  private writeback: Promise<void> | null = null;
+  private writebackError: unknown = null;
 
   constructor(
     private readonly fh: FileHandle,
@@ -73,29 +90,74 @@ class FdSink implements DiskSink {
     }
     this.next = offset + data.length;
     // Skip zero runs at grain granularity so a chunk that is mostly holes
-    // still leaves holes.
+    // still leaves holes; gather the rest so one writev carries many grains
+    // (a pwrite per 64 KiB grain cost more than decoding it).
     for (let p = 0; p < data.length;) {
       const n = Math.min(GRAIN_SIZE - ((offset + p) % GRAIN_SIZE), data.length - p);
       const piece = data.subarray(p, p + n);
-      if (!isZero(piece)) {
-        let done = 0;
-        while (done < n) {
-          const { bytesWritten } = await this.fh.write(piece, done, n - done, offset + p + done);
-          done += bytesWritten;
-        }
-        this.written += n;
-      }
+      if (!isAllZero(piece)) await this.append(offset + p, piece);
       p += n;
     }
   }
 
+  private async append(offset: number, piece: Buffer): Promise<void> {
+    const r = this.run;
+    if (r && r.offset + r.length === offset && r.length + piece.length <= MAX_WRITE_RUN) {
+      r.buffers.push(piece);
+      r.length += piece.length;
+      return;
+    }
+    await this.flush();
+    this.run = { offset, buffers: [piece], length: piece.length };
+  }
+
+  private async flush(): Promise<void> {
+    const r = this.run;
+    if (!r) return;
+    this.run = null;
+    let done = (await this.fh.writev(r.buffers, r.offset)).bytesWritten;
+    if (done < r.length) {
+      // A short writev (a signal, a full device): finish it piece by piece so an error names the real cause.
+      const rest = Buffer.concat(r.buffers).subarray(done);
+      for (let p = 0; p < rest.length;) {
+        const { bytesWritten } = await this.fh.write(rest, p, rest.length - p, r.offset + done + p);
+        if (bytesWritten === 0) {
+          throw new P2vError('IO', `${this.what}: the write at offset ${r.offset + done + p} made no progress`, {
+            hint: 'check the target device or filesystem (full, or failing)',
+          });
+        }
+        p += bytesWritten;
+      }
+    }
+    this.written += r.length;
+    this.sinceWriteback += r.length;
+    if (this.writebackError) throw this.writebackError;
+    if (this.sinceWriteback >= WRITEBACK_EVERY && !this.writeback) {
+      this.sinceWriteback = 0;
+      this.writeback = this.fh.datasync().then(
+        () => {
+          this.writeback = null;
+        },
+        (e: unknown) => {
+          this.writeback = null;
+          this.writebackError = e;
+        },
+      );
+    }
+  }
+
   async finish(): Promise<void> {
+    await this.flush();
+    await this.writeback;
+    if (this.writebackError) throw this.writebackError;
     if (this.truncate) await this.fh.truncate(this.capacity);
     await this.fh.sync();
     await this.close();
   }
 
   async abort(): Promise<void> {
+    this.run = null;
+    await this.writeback;
     await this.close();
   }
 
@@ -188,7 +250,7 @@ export async function* readRawChunks(
       buf.fill(0, got);
       for (let p = 0; p < buf.length; p += GRAIN_SIZE) {
         const g = buf.subarray(p, Math.min(p + GRAIN_SIZE, buf.length));
-        if (!isZero(g)) yield { offset: off + p, data: Buffer.from(g) };
+        if (!isAllZero(g)) yield { offset: off + p, data: Buffer.from(g) };
       }
     }
   } finally {

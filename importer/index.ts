@@ -21,7 +21,6 @@ export {
   readRawChunks,
   writeSparseFile,
   targetSize,
-  isZero,
   type DiskSink,
 } from './disk-sink.js';
 export { openStagingArea, newImportId, PARTIAL_SUFFIX, type StagingArea } from './staging.js';
