@@ -61,6 +61,17 @@ export interface ProcessRun {
 const GNU_TIME = '/usr/bin/time';
 
 /**
+ * Flush every dirty page on the machine before a measured step starts. A step
+ * that leaves its output unflushed (qemu-img convert's default cache mode)
+ * would otherwise hand its writeback to whichever step runs next: on these
+ * machines that moved 1 GiB of qemu-img's writeback into our decode's time.
+ */
+export async function settleWriteback(): Promise<void> {
+  const { code, stderr } = await spawnCollect('sync', []);
+  if (code !== 0) throw new Error(`sync exited ${code}: ${stderr.trim()}`);
+}
+
+/**
  * Run a program to completion, timing it; its peak RSS comes from GNU time
  * when installed (Debian package "time"), else null.
  */
@@ -74,6 +85,7 @@ export async function runMeasured(program: string, args: string[]): Promise<Proc
     /* no GNU time: RSS unknown */
   }
   const argv = withTime ? [GNU_TIME, '-f', 'P2V_BENCH_MAXRSS_KIB=%M CPU=%U+%S', path, ...args] : [path, ...args];
+  await settleWriteback();
   const t0 = process.hrtime.bigint();
   const { stdout, stderr, code } = await spawnCollect(argv[0]!, argv.slice(1));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -89,6 +101,7 @@ export async function runNodeChild(
   args: string[],
 ): Promise<ProcessRun & { report: Record<string, unknown> }> {
   const here = dirname(fileURLToPath(import.meta.url));
+  await settleWriteback();
   const t0 = process.hrtime.bigint();
   const { stdout, stderr, code } = await spawnCollect(process.execPath, [join(here, script), ...args]);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -126,6 +139,55 @@ export async function bestOf<T extends ProcessRun>(times: number, fn: () => Prom
     if (!best || r.seconds < best.seconds) best = r;
   }
   return { ...best!, maxRss: best!.maxRss === null ? null : worstRss };
+}
+
+/** One step of an interleaved comparison: `prepare` (untimed, e.g. removing the last output) then the measured `run`. */
+export interface Step<T extends ProcessRun = ProcessRun> {
+  name: string;
+  prepare?: () => Promise<void>;
+  run: () => Promise<T>;
+}
+
+/**
+ * Run the steps in turn, `rounds` times, rotating the order each round
+ * (A B C, B C A, C A B, …), and keep each step's median run. On the VMs these
+ * benches run on, how fast a step writes 1 GiB depends on what the step
+ * before it left behind: the step right after qemu-img's (whose gigabyte of
+ * dirty pages the settling `sync` has just pushed to the host) was the slow
+ * one in most rounds, whichever it was, and freed page cache is cheap to
+ * reuse only for a couple of seconds. A fixed order can favour either side
+ * by 2×; rotating gives every step every position, and the median keeps one
+ * lucky or unlucky round from deciding. Peak RSS is the worst seen; `runs`
+ * keeps every time, in round order, for the log.
+ */
+export async function interleaved<T extends ProcessRun>(
+  rounds: number,
+  steps: Step<T>[],
+): Promise<(T & { runs: number[] })[]> {
+  const seen: T[][] = steps.map(() => []);
+  for (let r = 0; r < Math.max(1, rounds); r++) {
+    for (let k = 0; k < steps.length; k++) {
+      const i = (r + k) % steps.length;
+      const step = steps[i]!;
+      await step.prepare?.();
+      seen[i]!.push(await step.run());
+    }
+  }
+  return seen.map((runs) => {
+    const sorted = [...runs].sort((a, b) => a.seconds - b.seconds);
+    const median = sorted[(sorted.length - 1) >> 1]!;
+    const worstRss = Math.max(...runs.map((x) => x.maxRss ?? 0));
+    return {
+      ...median,
+      maxRss: median.maxRss === null ? null : worstRss,
+      runs: runs.map((x) => x.seconds),
+    };
+  });
+}
+
+/** "2.41 s (runs 2.41, 1.62, 2.87)" for the log. */
+export function runsText(r: { seconds: number; runs: number[] }): string {
+  return `${r.seconds.toFixed(2)} s median (runs ${r.runs.map((x) => x.toFixed(2)).join(', ')})`;
 }
 
 export function cpuText(r: ProcessRun): string {

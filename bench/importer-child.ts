@@ -94,7 +94,10 @@ async function makeOva(raw: string, mapPath: string, ovaPath: string, vmdkPath: 
 }
 
 async function decode(vmdkPath: string, rawPath: string): Promise<void> {
-  const info = await readStreamOptimized(createReadStream(vmdkPath, { highWaterMark: CHUNK }));
+  const info = await readStreamOptimized(
+    // Node's default 64 KiB reads, as p2v-import reads a file or stdin (1 MiB reads land in fresh memory every time).
+    createReadStream(vmdkPath),
+  );
   const sink = await createRawFileSink(rawPath, info.capacity);
   try {
     for await (const chunk of info.grains) await sink.write(chunk);

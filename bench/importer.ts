@@ -21,6 +21,8 @@ import { makeBenchImage, type ImageMap } from './image.js';
 import { makeSpreadImage, RSS_CAPACITY } from './spread-image.js';
 import {
   bestOf,
+  interleaved,
+  runsText,
   cpuText,
   formatBytes,
   mibPerSec,
@@ -36,6 +38,8 @@ import { cpuRatio } from './ratios.js';
 
 const RSS_LIMIT = 256 * 1024 * 1024;
 const DECODE_TARGET = 1.5;
+/** Rounds of the interleaved decode comparison (more with --repeat). */
+const DECODE_ROUNDS = 6;
 const GNU_TIME = '/usr/bin/time';
 const P2V_IMPORT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'p2v-import.js');
 
@@ -126,34 +130,42 @@ export const importerBench: Bench = {
     );
     const results: BenchResult[] = [];
 
+    // Decodes take seconds, so they run interleaved, several rounds (harness.ts says why).
     const qRaw = join(ctx.workDir, 'qemu.raw');
-    const q = await bestOf(ctx.repeat, () =>
-      runMeasured('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', made.vmdk, qRaw]),
-    );
-    ctx.log(`qemu-img → raw: ${q.seconds.toFixed(2)} s, ${cpuText(q)}, peak RSS ${formatBytes(q.maxRss ?? 0)}`);
-    // qemu-img convert's default cache mode (unsafe) never flushes; our sink fsyncs like every importer output must.
-    const qSync = await bestOf(ctx.repeat, () =>
-      runMeasured('qemu-img', ['convert', '-t', 'writeback', '-f', 'vmdk', '-O', 'raw', made.vmdk, qRaw]),
-    );
-    await rm(qRaw);
-    ctx.log(`qemu-img -t writeback → raw (fdatasync at the end): ${qSync.seconds.toFixed(2)} s, ${cpuText(qSync)}`);
-    const theirs = `${mibPerSec(data, q.seconds)}, ${cpuText(q)} (qemu-img → raw)`;
-
     const oRaw = join(ctx.workDir, 'ours.raw');
-    const d = await bestOf(ctx.repeat, async () => {
-      await rm(oRaw, { force: true });
-      return runNodeChild('importer-child.js', ['decode', made.vmdk, oRaw]);
-    });
+    const decodes = await interleaved(Math.max(DECODE_ROUNDS, ctx.repeat), [
+      {
+        name: 'qemu-img → raw',
+        prepare: () => rm(qRaw, { force: true }),
+        run: () => runMeasured('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', made.vmdk, qRaw]),
+      },
+      // qemu-img convert's default cache mode (unsafe) never flushes; our sink fsyncs like every importer output must.
+      {
+        name: 'qemu-img -t writeback → raw',
+        prepare: () => rm(qRaw, { force: true }),
+        run: () => runMeasured('qemu-img', ['convert', '-t', 'writeback', '-f', 'vmdk', '-O', 'raw', made.vmdk, qRaw]),
+      },
+      {
+        name: 'ours decode',
+        prepare: () => rm(oRaw, { force: true }),
+        run: () => runNodeChild('importer-child.js', ['decode', made.vmdk, oRaw]),
+      },
+    ]);
+    const [q, qSync, d] = [decodes[0]!, decodes[1]!, decodes[2]!];
+    await rm(qRaw, { force: true });
+    ctx.log(`qemu-img → raw: ${runsText(q)}, ${cpuText(q)}, peak RSS ${formatBytes(q.maxRss ?? 0)}`);
+    ctx.log(`qemu-img -t writeback → raw (fdatasync at the end): ${runsText(qSync)}, ${cpuText(qSync)}`);
+    const theirs = `${mibPerSec(data, q.seconds)}, ${cpuText(q)} (qemu-img → raw)`;
     await sameAsSource(raw, oRaw);
     await rm(oRaw);
-    ctx.log(`ours decode: ${d.seconds.toFixed(2)} s, ${cpuText(d)}, peak RSS ${formatBytes(d.maxRss ?? 0)}`);
+    ctx.log(`ours decode: ${runsText(d)}, ${cpuText(d)}, peak RSS ${formatBytes(d.maxRss ?? 0)}`);
     results.push({
       name: 'decode only (VMDK → sparse raw)',
       ours: `${mibPerSec(data, d.seconds)}, ${cpuText(d)}`,
       theirs,
       ratio: q.seconds / d.seconds,
       target: DECODE_TARGET,
-      note: `${cpuRatio(q, d)}; output identical to the source; peak RSS ${formatBytes(d.maxRss ?? 0)}`,
+      note: `${cpuRatio(q, d)}; medians of ${d.runs.length} interleaved rounds; output identical to the source; peak RSS ${formatBytes(d.maxRss ?? 0)}`,
     });
     results.push({
       name: 'decode only, both flushing',

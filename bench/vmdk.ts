@@ -17,6 +17,8 @@ import {
   bestOf,
   cpuText,
   formatBytes,
+  interleaved,
+  runsText,
   mibPerSec,
   runMeasured,
   runNodeChild,
@@ -26,6 +28,8 @@ import {
 } from './harness.js';
 
 const RSS_LIMIT = 256 * 1024 * 1024;
+/** Rounds of the interleaved read comparison (more with --repeat). */
+const READ_ROUNDS = 6;
 const OTHER_ENGINE: ZlibEngine = DEFAULT_ENGINE === 'workers' ? 'threadpool' : 'workers';
 
 export const vmdkBench: Bench = {
@@ -83,27 +87,38 @@ export const vmdkBench: Bench = {
       });
     }
 
+    // Reads take seconds, so they run interleaved, several rounds (harness.ts says why).
     const qRaw = join(ctx.workDir, 'qemu-back.raw');
-    const qRead = await bestOf(ctx.repeat, () =>
-      runMeasured('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', qVmdk, qRaw]),
-    );
-    ctx.log(`qemu-img read: ${qRead.seconds.toFixed(2)} s, ${cpuText(qRead)}`);
-    for (const engine of [READER_ENGINE, READER_ENGINE === 'workers' ? 'threadpool' : 'workers'] as const) {
-      const oRaw = join(ctx.workDir, `ours-back-${engine}.raw`);
-      const r = await bestOf(ctx.repeat, () => runNodeChild('vmdk-child.js', ['read', qVmdk, oRaw, conc, engine]));
+    const engines = [READER_ENGINE, READER_ENGINE === 'workers' ? 'threadpool' : 'workers'] as const;
+    const oRaw = (engine: ZlibEngine) => join(ctx.workDir, `ours-back-${engine}.raw`);
+    const measured = await interleaved(Math.max(READ_ROUNDS, ctx.repeat), [
+      {
+        name: 'qemu-img read',
+        prepare: () => rm(qRaw, { force: true }),
+        run: () => runMeasured('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', qVmdk, qRaw]),
+      },
+      ...engines.map((engine) => ({
+        name: `ours read (${engine})`,
+        prepare: () => rm(oRaw(engine), { force: true }),
+        run: () => runNodeChild('vmdk-child.js', ['read', qVmdk, oRaw(engine), conc, engine]),
+      })),
+    ]);
+    const [qRead, ...reads] = [measured[0]!, ...measured.slice(1)];
+    await rm(qRaw, { force: true });
+    ctx.log(`qemu-img read: ${runsText(qRead)}, ${cpuText(qRead)}`);
+    for (const [i, engine] of engines.entries()) {
+      const r = reads[i]!;
       peak = Math.max(peak, r.maxRss ?? 0);
-      ctx.log(
-        `ours read (${engine}): ${r.seconds.toFixed(2)} s, ${cpuText(r)}, peak RSS ${formatBytes(r.maxRss ?? 0)}`,
-      );
-      await runMeasured('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', raw, oRaw]);
-      await rm(oRaw);
+      ctx.log(`ours read (${engine}): ${runsText(r)}, ${cpuText(r)}, peak RSS ${formatBytes(r.maxRss ?? 0)}`);
+      await runMeasured('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', raw, oRaw(engine)]);
+      await rm(oRaw(engine));
       results.push({
         name: `read${engine === READER_ENGINE ? '' : `, ${engine} engine`}`,
         ours: mibPerSec(map.capacity, r.seconds),
         theirs: mibPerSec(map.capacity, qRead.seconds) + ' (qemu-img → raw)',
         ratio: qRead.seconds / r.seconds,
         ...(engine === READER_ENGINE ? { target: 1.5 } : {}),
-        note: 'output identical to the source',
+        note: `medians of ${r.runs.length} interleaved rounds; output identical to the source`,
       });
     }
     results.push({

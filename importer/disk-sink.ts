@@ -42,6 +42,14 @@ export const MAX_WRITE_RUN = 1024 * 1024;
  */
 export const WRITEBACK_EVERY = 64 * 1024 * 1024;
 
+/**
+ * Runs written at once. One writev at a time left every thread idle most of
+ * the time on our VMs, waiting on the kernel's copy into the page cache;
+ * qemu-img keeps several writes going too. Positioned writes to distinct
+ * ranges may complete in any order.
+ */
+export const MAX_WRITES_IN_FLIGHT = 4;
+
 /** Adjacent pieces waiting to be written with one positioned writev. */
 interface PendingRun {
   offset: number;
@@ -56,7 +64,9 @@ class FdSink implements DiskSink {
   private run: PendingRun | null = null;
   private sinceWriteback = 0;
   private writeback: Promise<void> | null = null;
-  private writebackError: unknown = null;
+  /** Writes under way, oldest first (each settles without rejecting; `failure` keeps the first error). */
+  private readonly inFlight: Promise<void>[] = [];
+  private failure: unknown = null;
 
   constructor(
     private readonly fh: FileHandle,
@@ -111,11 +121,22 @@ class FdSink implements DiskSink {
     this.run = { offset, buffers: [piece], length: piece.length };
   }
 
+  /** Start writing the gathered run; wait only when MAX_WRITES_IN_FLIGHT are already under way. */
   private async flush(): Promise<void> {
     const r = this.run;
     if (!r) return;
     this.run = null;
-    let done = (await this.fh.writev(r.buffers, r.offset)).bytesWritten;
+    this.inFlight.push(
+      this.writeRun(r).catch((e: unknown) => {
+        this.failure ??= e;
+      }),
+    );
+    if (this.inFlight.length >= MAX_WRITES_IN_FLIGHT) await this.inFlight.shift();
+    if (this.failure) throw this.failure;
+  }
+
+  private async writeRun(r: PendingRun): Promise<void> {
+    const done = (await this.fh.writev(r.buffers, r.offset)).bytesWritten;
     if (done < r.length) {
       // A short writev (a signal, a full device): finish it piece by piece so an error names the real cause.
       const rest = Buffer.concat(r.buffers).subarray(done);
@@ -131,7 +152,6 @@ class FdSink implements DiskSink {
     }
     this.written += r.length;
     this.sinceWriteback += r.length;
-    if (this.writebackError) throw this.writebackError;
     if (this.sinceWriteback >= WRITEBACK_EVERY && !this.writeback) {
       this.sinceWriteback = 0;
       this.writeback = this.fh.datasync().then(
@@ -140,16 +160,22 @@ class FdSink implements DiskSink {
         },
         (e: unknown) => {
           this.writeback = null;
-          this.writebackError = e;
+          this.failure ??= e;
         },
       );
     }
   }
 
+  /** Wait for every write and writeback under way; the first failure, if any, is thrown. */
+  private async settle(): Promise<void> {
+    await Promise.all(this.inFlight.splice(0));
+    await this.writeback;
+    if (this.failure) throw this.failure;
+  }
+
   async finish(): Promise<void> {
     await this.flush();
-    await this.writeback;
-    if (this.writebackError) throw this.writebackError;
+    await this.settle();
     if (this.truncate) await this.fh.truncate(this.capacity);
     await this.fh.sync();
     await this.close();
@@ -157,7 +183,7 @@ class FdSink implements DiskSink {
 
   async abort(): Promise<void> {
     this.run = null;
-    await this.writeback;
+    await this.settle().catch(() => {});
     await this.close();
   }
 

@@ -32,4 +32,3 @@ export {
   type ZlibOp,
   type ZlibItemResult,
 } from './zlib-pool.js';
-export { coalesceChunks, type ChunkRun } from './coalesce.js';
