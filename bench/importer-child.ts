@@ -95,8 +95,8 @@ async function makeOva(raw: string, mapPath: string, ovaPath: string, vmdkPath: 
 
 async function decode(vmdkPath: string, rawPath: string): Promise<void> {
   const info = await readStreamOptimized(
-    // Node's default 64 KiB reads, as p2v-import reads a file or stdin (1 MiB reads land in fresh memory every time).
-    createReadStream(vmdkPath),
+    // 1 MiB reads, as p2v-import reads an OVA file (importer/cli.ts).
+    createReadStream(vmdkPath, { highWaterMark: CHUNK }),
   );
   const sink = await createRawFileSink(rawPath, info.capacity);
   try {

@@ -54,8 +54,8 @@ async function write(
 
 async function read(vmdkPath: string, out: string, concurrency: number, engine: ZlibEngine): Promise<void> {
   const info = await readStreamOptimized(
-    // Node's default 64 KiB reads, as p2v-import reads a file or stdin (1 MiB reads land in fresh memory every time).
-    createReadStream(vmdkPath),
+    // 1 MiB reads, as p2v-import reads an OVA file (importer/cli.ts).
+    createReadStream(vmdkPath, { highWaterMark: CHUNK }),
     { concurrency, engine },
   );
   // Into the importer's own sink (gathered writevs, several in flight, fsync at the end): what p2v-import runs.
