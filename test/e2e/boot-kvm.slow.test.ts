@@ -15,7 +15,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SERIAL_WAIT_SCRIPT } from '../helpers/ganeti.js';
+import { waitSerial } from '../helpers/ganeti.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { buildDebianMachine, CHECK_LINE, inspectRoot, type DebianMachine } from './debian-machine.js';
 import { expectNoLeftovers, expectPipelineOk, sh, sha256File, shellPipeline, tool } from './support.js';
@@ -43,15 +43,6 @@ async function exportToRaw(hypervisor: string, extra: string[], name: string): P
   const raws = await readdir(rawDir);
   expect(raws).toEqual([`${name}-disk0.raw`]);
   return join(rawDir, raws[0]!);
-}
-
-/** serial-wait.py on a growing `-serial file:` log; resolves with its verdict line. */
-async function waitSerial(log: string, copy: string, timeoutS: number, pattern: string): Promise<string> {
-  const r = await execa('python3', [SERIAL_WAIT_SCRIPT, log, copy, String(timeoutS), pattern], {
-    reject: false,
-    all: true,
-  });
-  return String(r.all).trim();
 }
 
 beforeAll(async () => {

@@ -26,7 +26,7 @@ import { buildRamInitrd } from '../../ramboot/build.js';
 import { bootRamTarget, type RamTarget } from '../../ramboot/target.js';
 import { cliArgv, ROOT } from '../helpers/cli.js';
 import { copyImage, debianImage, type DebianImage } from '../helpers/debian-image.js';
-import { SERIAL_WAIT_SCRIPT } from '../helpers/ganeti.js';
+import { waitSerial } from '../helpers/ganeti.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { buildDebianMachine, CHECK_LINE, type DebianMachine } from './debian-machine.js';
 import { MiB, sha256File, withMount, withOffsetLoop } from './support.js';
@@ -101,15 +101,6 @@ async function installReceiver(root: string): Promise<void> {
   const help = await execa('chroot', [root, '/usr/local/bin/p2v-import', '--help'], { reject: false });
   expect(help.exitCode, `p2v-import does not run in the bootstrap image:\n${help.stderr}`).toBe(0);
   expect(help.stdout).toContain('--device');
-}
-
-/** serial-wait.py on a growing `-serial file:` log; resolves with its verdict line. */
-async function waitSerial(log: string, copy: string, timeoutS: number, pattern: string): Promise<string> {
-  const r = await execa('python3', [SERIAL_WAIT_SCRIPT, log, copy, String(timeoutS), pattern], {
-    reject: false,
-    all: true,
-  });
-  return String(r.all).trim();
 }
 
 beforeAll(async () => {

@@ -5,13 +5,13 @@
  * scripts under a real Ganeti; these cover the edge cases quickly.
  */
 import { describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { OS_FILES, shippedDefinitionDir } from '../../ganeti-os/definition.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { withTmpDir } from '../helpers/tmp.js';
+import { writeSparseImage } from '../helpers/sparse-image.js';
 
 const MiB = 1024 * 1024;
 const OS_DIR = shippedDefinitionDir();
@@ -43,13 +43,7 @@ const api = { OS_API_VERSION: '20', OS_NAME: 'p2v-image', OS_VARIANT: 'default',
 
 /** A sparse file of `size` bytes with random (never all-zero) data at `pieces`. */
 async function sparseImage(path: string, size: number, pieces: [number, number][]): Promise<Buffer> {
-  const fh = await open(path, 'w');
-  try {
-    await fh.truncate(size);
-    for (const [off, len] of pieces) await fh.write(randomBytes(len), 0, len, off);
-  } finally {
-    await fh.close();
-  }
+  await writeSparseImage(path, size, pieces);
   return readFile(path);
 }
 

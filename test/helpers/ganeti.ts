@@ -27,6 +27,15 @@ export const FILE_STORAGE_DIR = '/srv/ganeti/file-storage';
 export const SERIAL_WAIT_SCRIPT = resolve(ROOT, '../shared/tools/serial-wait.py');
 const LOCK_FILE = '/var/tmp/ganeti-sandbox.test-lock';
 
+/** serial-wait.py on a growing `-serial file:` log; resolves with its verdict line. */
+export async function waitSerial(log: string, copy: string, timeoutS: number, pattern: string): Promise<string> {
+  const r = await execa('python3', [SERIAL_WAIT_SCRIPT, log, copy, String(timeoutS), pattern], {
+    reject: false,
+    all: true,
+  });
+  return String(r.all).trim();
+}
+
 /** The serial console socket of a kvm-mode instance (GNT_HYPERVISORS=kvm,fake). */
 /** argv of `gnt-backup import` of an export dir onto the sandbox node: file template, no IP or name checks. */
 export function backupImportArgv(srcDir: string, instance: string, extra: string[] = []): string[] {

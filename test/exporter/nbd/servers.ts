@@ -4,10 +4,10 @@
  * it (always: callers use try/finally or withNbdkit).
  */
 import { execa, type ResultPromise } from 'execa';
-import { randomBytes } from 'node:crypto';
-import { access, open } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NbdExtent } from '../../../exporter/nbd/index.js';
+import { writeSparseImage } from '../../helpers/sparse-image.js';
 
 export interface Nbdkit {
   socket: string;
@@ -94,13 +94,7 @@ export async function withNbdkit<T>(dir: string, args: string[], body: (k: Nbdki
 /** A sparse image with random (so never zero) data at scattered places; returns its path. */
 export async function sparseImage(dir: string, size: number, pieces: [number, number][]): Promise<string> {
   const path = join(dir, 'disk.img');
-  const fh = await open(path, 'w');
-  try {
-    await fh.truncate(size);
-    for (const [off, len] of pieces) await fh.write(randomBytes(len), 0, len, off);
-  } finally {
-    await fh.close();
-  }
+  await writeSparseImage(path, size, pieces);
   return path;
 }
 
