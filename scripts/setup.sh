@@ -15,9 +15,14 @@ SLOW_PKGS=(debootstrap qemu-system-x86 grub-pc-bin grub2-common socat python3 li
 pkgs=("${BASE_PKGS[@]}")
 if [ "${1:-}" = "--slow" ]; then pkgs+=("${SLOW_PKGS[@]}"); fi
 
+# A virtual package (nbdfuse is one on Debian 12, provided by libnbd-bin) is
+# never "installed" itself: it counts as present when an installed package
+# provides it, or every run would call apt-get again.
+provided="$(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null | awk '$1 == "ii" { $1 = ""; print }' | tr ',' '\n' | awk '{ print $1 }')"
 missing=()
 for p in "${pkgs[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' &&
+    ! grep -qxF "$p" <<<"$provided"; then
     missing+=("$p")
   fi
 done
