@@ -15,16 +15,15 @@ SLOW_PKGS=(qemu-system-x86 grub-pc-bin grub2-common socat python3 linux-image-am
 pkgs=("${BASE_PKGS[@]}")
 if [ "${1:-}" = "--slow" ]; then pkgs+=("${SLOW_PKGS[@]}"); fi
 
-# A virtual package (nbdfuse is one on Debian 12, provided by libnbd-bin) is
-# never "installed" itself: it counts as present when an installed package
-# provides it, or every run would call apt-get again.
-provided="$(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null | awk '$1 == "ii" { $1 = ""; print }' | tr ',' '\n' | awk '{ print $1 }')"
+# What is installed, by name and by what each installed package provides: a
+# virtual package (nbdfuse on Debian 12, provided by libnbd-bin) is never
+# "installed" itself, and without its provider counting every run would call
+# apt-get again.
+present="$(dpkg-query -W -f='${db:Status-Abbrev}|${Package}|${Provides}\n' 2>/dev/null |
+  awk -F'|' '$1 ~ /^ii/ { print $2; n = split($3, v, ","); for (i = 1; i <= n; i++) { split(v[i], w, " "); if (w[1] != "") print w[1] } }')"
 missing=()
 for p in "${pkgs[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' &&
-    ! grep -qxF "$p" <<<"$provided"; then
-    missing+=("$p")
-  fi
+  grep -qxF "$p" <<<"$present" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
