@@ -5,6 +5,8 @@
  * --debug only.
  */
 
+import { printable, printableLines } from './text.js';
+
 export type ErrorCode =
   | 'USAGE' // bad command line
   | 'MISSING_PROGRAM' // a needed host program is not installed
@@ -78,13 +80,13 @@ export function exitCodeFor(e: unknown): number {
 export function formatError(tool: string, e: unknown, debug = false): string {
   const lines: string[] = [];
   if (e instanceof P2vError) {
-    lines.push(`${tool}: ${e.message}`);
-    if (e.stderrTail) lines.push(...e.stderrTail.split('\n').map((l) => `  | ${l}`));
-    if (e.hint) lines.push(`${tool}: hint: ${e.hint}`);
+    lines.push(`${tool}: ${printable(e.message)}`);
+    if (e.stderrTail) lines.push(...printableLines(e.stderrTail).map((l) => `  | ${l}`));
+    if (e.hint) lines.push(`${tool}: hint: ${printable(e.hint)}`);
   } else if (e instanceof Error) {
-    lines.push(`${tool}: internal error: ${e.message}`);
+    lines.push(`${tool}: internal error: ${printable(e.message)}`);
   } else {
-    lines.push(`${tool}: internal error: ${String(e)}`);
+    lines.push(`${tool}: internal error: ${printable(String(e))}`);
   }
   if (debug && e instanceof Error && e.stack) lines.push(e.stack);
   return lines.join('\n');

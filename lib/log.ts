@@ -1,3 +1,5 @@
+import { printable } from './text.js';
+
 /**
  * One log line per step, on stderr (stdout carries the OVA stream). With
  * --json-progress the same events go out as JSON lines on the progress fd.
@@ -26,7 +28,8 @@ export function createLogger(opts: LoggerOptions): Logger {
     if (level === 'debug' && !opts.verbose) return;
     if (opts.quiet && (level === 'info' || level === 'debug')) return;
     const prefix = level === 'warn' ? 'warning: ' : level === 'error' ? 'error: ' : '';
-    sink(`${opts.tool}: ${prefix}${msg}`);
+    // Messages carry text from the stream and the guest: one message is one line.
+    sink(`${opts.tool}: ${prefix}${printable(msg)}`);
   };
   return {
     debug: (m) => emit('debug', m),
