@@ -9,7 +9,22 @@ import { resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
+/**
+ * On this machine / has private mount propagation. The Ganeti sandbox's
+ * daemons run under `ip netns exec`, which copies the mount table into a new
+ * namespace: a test's temporary mount that exists at that moment is then held
+ * there for the daemons' lifetime, and its loop device can never be detached
+ * (test/e2e/support.ts detachLoop: "still backs … 15 s after losetup -d").
+ * With / shared, as on any systemd host, `ip netns exec` makes its copy a
+ * slave and our unmounts reach it.
+ */
+function shareRootMounts(): void {
+  const prop = execFileSync('findmnt', ['-n', '-o', 'PROPAGATION', '/'], { encoding: 'utf8' }).trim();
+  if (prop === 'private') execFileSync('mount', ['--make-rshared', '/']);
+}
+
 export default function setup(): void {
+  if (process.getuid?.() === 0) shareRootMounts();
   const next = resolve(ROOT, `dist.next-${process.pid}`);
   try {
     execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false', '--outDir', next], {
