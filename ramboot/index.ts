@@ -4,5 +4,3 @@ export { cpioArchive, newcHeader } from './cpio-writer.js';
 export type { InitrdEntry, NewcFields } from './cpio-writer.js';
 export { KernelModules, moduleName } from './kernel-modules.js';
 export type { ModulePlan } from './kernel-modules.js';
-export { bootRamTarget } from './target.js';
-export type { RamTarget, RamTargetOptions } from './target.js';

@@ -23,7 +23,7 @@ import { join, relative } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRamInitrd } from '../../ramboot/build.js';
-import { bootRamTarget, type RamTarget } from '../../ramboot/target.js';
+import { bootRamTarget, type RamTarget } from '../helpers/ram-target.js';
 import { cliArgv, ROOT } from '../helpers/cli.js';
 import { copyImage, debianImage, type DebianImage } from '../helpers/debian-image.js';
 import { waitSerial } from '../helpers/ganeti.js';

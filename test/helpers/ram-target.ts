@@ -15,12 +15,12 @@
  * interrupted caller does not leave it behind. stop() is idempotent.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { P2vError } from '../lib/errors.js';
-import { onExit } from '../lib/exit-actions.js';
-import { requireProgram } from '../lib/run.js';
+import { P2vError } from '../../lib/errors.js';
+import { onExit } from '../../lib/exit-actions.js';
+import { requireProgram } from '../../lib/run.js';
+import { freePort } from './ports.js';
 
 export interface RamTargetOptions {
   /** Kernel image (e.g. /boot/vmlinuz-6.1.0-56-amd64). */
@@ -53,16 +53,6 @@ export interface RamTarget {
   poweroff(timeoutMs?: number): Promise<void>;
   /** Kill qemu if it still runs and wait for it. */
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no free port'))));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

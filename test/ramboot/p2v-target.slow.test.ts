@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildRamInitrd } from '../../ramboot/build.js';
-import { bootRamTarget, type RamTarget } from '../../ramboot/target.js';
+import { bootRamTarget, type RamTarget } from '../helpers/ram-target.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 
 const CREATE = fileURLToPath(new URL('../../ganeti-os/p2v-target/create', import.meta.url));

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRamInitrd } from '../../ramboot/build.js';
-import { bootRamTarget, type RamTarget } from '../../ramboot/target.js';
+import { bootRamTarget, type RamTarget } from '../helpers/ram-target.js';
 import { copyImage, debianImage, type DebianImage } from '../helpers/debian-image.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { hostKernel, processesNaming } from '../helpers/host.js';
