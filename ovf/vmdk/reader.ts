@@ -7,12 +7,18 @@
  * Layouts accepted: VMware's and ours (GT/GD metadata behind markers between
  * the grains, footer at the end) and qemu-img's (grain directory and tables up
  * front inside `overHead`, no footer, the stream ending in zero sectors). The
- * metadata is skipped: the grain markers alone carry every grain's position.
+ * grain markers say what to decode; the grain tables prove that nothing is
+ * missing (a GrainLedger per layout, ledger.ts): a stream cut anywhere, even
+ * cleanly after a grain, is refused.
  */
 import { availableParallelism } from 'node:os';
 import { inflate as inflateCb, type ZlibOptions } from 'node:zlib';
 import { SECTOR_SIZE, type DataChunk } from '../types.js';
 import { P2vError } from '../../lib/errors.js';
+import { badVmdk as bad, truncatedVmdk } from './vmdk-errors.js';
+import type { GrainLedger, LedgerGeometry, StreamEnd } from './ledger.js';
+import { TrailingLedger } from './ledger-trailing.js';
+import { readUpFrontLedger } from './ledger-up-front.js';
 import { ByteReader } from './byte-reader.js';
 import { parseDescriptor } from './descriptor.js';
 import {
@@ -20,6 +26,8 @@ import {
   FLAG_COMPRESSED,
   FLAG_MARKERS,
   FLAG_NEWLINE_TEST,
+  FLAG_ZERO_GRAIN_GTE,
+  GD_AT_END,
   decodeSparseHeader,
   newlineTestPasses,
   type SparseHeader,
@@ -55,9 +63,10 @@ export interface VmdkReadOptions {
   engine?: ZlibEngine;
   /**
    * Accept an input that ends cleanly at a marker boundary without an
-   * end-of-stream marker, as qemu-img 7.x writes them. Only for callers that
-   * already know the input is whole (an OVA member whose size and manifest
-   * digest were checked); a bare stream must keep the marker as its proof.
+   * end-of-stream marker, as qemu-img 7.x writes them. Only for the layout
+   * with the grain tables up front, where the tables still prove every grain
+   * came; a VMDK with its metadata at the end must end with its footer and
+   * end-of-stream marker whatever this says.
    */
   allowMissingEndMarker?: boolean;
 }
@@ -66,13 +75,12 @@ export const DEFAULT_MAX_CAPACITY = 64 * 2 ** 40;
 /** The largest embedded descriptor we read (VMware and qemu reserve 10 KiB). */
 export const MAX_DESCRIPTOR_BYTES = 128 * 1024;
 const MAX_GRAIN_BYTES = 1024 * 1024;
-
-const HINT_CORRUPT =
-  'the VMDK is corrupt or not streamOptimized; re-export it, or convert it with qemu-img convert -O vmdk -o subformat=streamOptimized';
-
-function bad(message: string, hint = HINT_CORRUPT): P2vError {
-  return new P2vError('BAD_VMDK', message, { hint });
-}
+/**
+ * The largest grain directory read (it is held whole to be checked): 2 Mi
+ * grain tables, a 64 TiB disk at 64 KiB grains. Tiny grains on a huge disk
+ * would otherwise make a header alone cost gigabytes.
+ */
+const MAX_GD_BYTES = 8 * 1024 * 1024;
 
 function inflateGrain(data: Buffer, maxOutputLength: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -87,6 +95,7 @@ interface Layout {
   grainBytes: number;
   gtSectors: number;
   gdSectors: number;
+  numGTs: number;
   allowMissingEndMarker?: boolean;
 }
 
@@ -134,6 +143,11 @@ function checkHeader(h: SparseHeader, maxCapacity: number): Layout {
   const numGTs = Math.ceil(numGrains / h.numGTEsPerGT);
   const gtSectors = roundUpToSector(h.numGTEsPerGT * 4) / SECTOR_SIZE;
   const gdSectors = roundUpToSector(numGTs * 4) / SECTOR_SIZE;
+  if (gdSectors * SECTOR_SIZE > MAX_GD_BYTES) {
+    throw bad(
+      `VMDK header: ${numGTs} grain tables (capacity ${capBytes} bytes, grains of ${grainBytes} bytes) are more than the ${MAX_GD_BYTES / 4} this reader takes`,
+    );
+  }
   // Up-front metadata (qemu) is at most header + descriptor + two copies of GD and every GT, plus alignment to a grain.
   const maxOverhead = BigInt(1 + Number(h.descriptorSize) + 2 * (gdSectors + numGTs * gtSectors) + 2 * Number(g));
   const descEnd = h.descriptorOffset + h.descriptorSize;
@@ -142,7 +156,7 @@ function checkHeader(h: SparseHeader, maxCapacity: number): Layout {
       `VMDK header: metadata area of ${h.overHead > descEnd ? h.overHead : descEnd} sectors is larger than a disk of this size needs`,
     );
   }
-  return { header: h, capacity, grainBytes, gtSectors, gdSectors };
+  return { header: h, capacity, grainBytes, gtSectors, gdSectors, numGTs };
 }
 
 function decodeDescriptor(raw: Buffer, where: number): string {
@@ -179,7 +193,22 @@ export async function readStreamOptimized(
       descAt,
     );
     const grainsStart = Math.max(r.position, Number(h.overHead) * SECTOR_SIZE);
-    await r.skip(grainsStart - r.position, 'the VMDK metadata before the first grain');
+    const geo: LedgerGeometry = {
+      grainSectors: Number(h.grainSize),
+      gtEntries: h.numGTEsPerGT,
+      numGTs: layout.numGTs,
+      gtSectors: layout.gtSectors,
+      gdSectors: layout.gdSectors,
+      zeroGrainEntries: (h.flags & FLAG_ZERO_GRAIN_GTE) !== 0,
+      grainsSector: grainsStart / SECTOR_SIZE,
+    };
+    let ledger: GrainLedger;
+    if (h.gdOffset === GD_AT_END || h.gdOffset >= BigInt(geo.grainsSector)) {
+      await r.skip(grainsStart - r.position, 'the VMDK metadata before the first grain');
+      ledger = new TrailingLedger(geo, h.gdOffset === GD_AT_END ? null : Number(h.gdOffset));
+    } else {
+      ledger = await readUpFrontLedger(r, geo, Number(h.gdOffset));
+    }
     const concurrency = opts.concurrency ?? availableParallelism();
     let started = false;
     return {
@@ -193,6 +222,7 @@ export async function readStreamOptimized(
           return decodeGrains(
             r,
             { ...layout, allowMissingEndMarker: opts.allowMissingEndMarker === true },
+            ledger,
             concurrency,
             opts.engine ?? READER_ENGINE,
           );
@@ -211,19 +241,27 @@ interface RawGrain {
   data: Buffer;
 }
 
-/** Walk the markers; yield each grain's compressed bytes and validate everything else in passing. */
-async function* scanMarkers(r: ByteReader, l: Layout): AsyncGenerator<RawGrain> {
+/**
+ * Walk the markers; yield each grain's compressed bytes, hand grains and
+ * tables to the ledger and validate everything else in passing. How the
+ * stream ended is left in `ended` for the ledger's final proof.
+ */
+async function* scanMarkers(
+  r: ByteReader,
+  l: Layout,
+  ledger: GrainLedger,
+  ended: { end?: StreamEnd },
+): AsyncGenerator<RawGrain> {
   const capSectors = l.header.capacity;
   const grainSectors = l.header.grainSize;
+  const grainSectorCount = Number(grainSectors);
   const maxCompressed = l.grainBytes + (l.grainBytes >> 4) + 1024; // deflate's worst case is a few bytes per 16 KiB
   let lastLba = -1n;
   for (;;) {
     const at = r.position;
     if (await r.atEnd()) {
-      if (l.allowMissingEndMarker) return;
-      throw new P2vError('TRUNCATED', `VMDK stream ends at byte ${at} without an end-of-stream marker`, {
-        hint: 'the transfer was cut short; send the image again',
-      });
+      ended.end = { kind: 'eof', at };
+      return;
     }
     const prefix = await r.read(GRAIN_MARKER_PREFIX, 'a VMDK marker');
     const isGrain = prefix.readUInt32LE(8) > 0;
@@ -238,6 +276,7 @@ async function* scanMarkers(r: ByteReader, l: Layout): AsyncGenerator<RawGrain> 
       if (m.lba <= lastLba)
         throw bad(`VMDK grain marker at byte ${at}: LBA ${m.lba} does not follow the previous grain's LBA ${lastLba}`);
       lastLba = m.lba;
+      ledger.grain(Number(m.lba) / grainSectorCount, at / SECTOR_SIZE, at);
       const data = await r.read(m.size, `the grain at LBA ${m.lba}`);
       await r.skip(
         roundUpToSector(GRAIN_MARKER_PREFIX + m.size) - GRAIN_MARKER_PREFIX - m.size,
@@ -251,12 +290,18 @@ async function* scanMarkers(r: ByteReader, l: Layout): AsyncGenerator<RawGrain> 
       case 'gt':
         if (m.sectors !== BigInt(l.gtSectors))
           throw bad(`VMDK grain table marker at byte ${at}: ${m.sectors} sectors, expected ${l.gtSectors}`);
-        await r.skip(l.gtSectors * SECTOR_SIZE, 'a VMDK grain table');
+        {
+          const tAt = r.position;
+          ledger.gt(await r.read(l.gtSectors * SECTOR_SIZE, 'a VMDK grain table'), tAt / SECTOR_SIZE, tAt);
+        }
         break;
       case 'gd':
-        if (m.sectors > BigInt(l.gdSectors))
-          throw bad(`VMDK grain directory marker at byte ${at}: ${m.sectors} sectors, at most ${l.gdSectors} expected`);
-        await r.skip(Number(m.sectors) * SECTOR_SIZE, 'the VMDK grain directory');
+        if (m.sectors !== BigInt(l.gdSectors))
+          throw bad(`VMDK grain directory marker at byte ${at}: ${m.sectors} sectors, expected ${l.gdSectors}`);
+        {
+          const dAt = r.position;
+          ledger.gd(await r.read(l.gdSectors * SECTOR_SIZE, 'the VMDK grain directory'), dAt / SECTOR_SIZE, dAt);
+        }
         break;
       case 'footer': {
         if (m.sectors !== 1n) throw bad(`VMDK footer marker at byte ${at}: ${m.sectors} sectors, expected 1`);
@@ -269,12 +314,14 @@ async function* scanMarkers(r: ByteReader, l: Layout): AsyncGenerator<RawGrain> 
         ) {
           throw bad(`VMDK footer at byte ${fAt} disagrees with the header (capacity, grain size or grain table size)`);
         }
+        ledger.footer(f.gdOffset, fAt);
         break;
       }
       case 'eos': {
         // qemu-img pads the end with zero sectors (each one an end-of-stream marker); anything else after it is foreign.
         const junk = await r.drainExpectingZeros();
         if (junk >= 0) throw bad(`VMDK stream has data at byte ${junk}, after its end-of-stream marker at byte ${at}`);
+        ended.end = { kind: 'eos', at };
         return;
       }
       case 'unknown':
@@ -286,6 +333,7 @@ async function* scanMarkers(r: ByteReader, l: Layout): AsyncGenerator<RawGrain> 
 async function* decodeGrains(
   r: ByteReader,
   l: Layout,
+  ledger: GrainLedger,
   concurrency: number,
   engine: ZlibEngine,
 ): AsyncGenerator<DataChunk> {
@@ -308,6 +356,8 @@ async function* decodeGrains(
     return { offset, data: out.length > expected ? out.subarray(0, expected) : out };
   };
   const pool = engine === 'workers' ? new ZlibPool(concurrency) : null;
+  const ended: { end?: StreamEnd } = {};
+  const raw = scanMarkers(r, l, ledger, ended);
   try {
     if (pool) {
       const inflateBatch = async (batch: RawGrain[]): Promise<DataChunk[]> => {
@@ -318,7 +368,7 @@ async function* decodeGrains(
         );
         return batch.map((g, i) => judge(g, results[i]!.data, results[i]!.error));
       };
-      for await (const chunks of mapOrdered(batched(scanMarkers(r, l), BATCH_GRAINS), inflateBatch, concurrency * 2)) {
+      for await (const chunks of mapOrdered(batched(raw, BATCH_GRAINS), inflateBatch, concurrency * 2)) {
         for (const c of chunks) if (!isAllZero(c.data)) yield c;
       }
     } else {
@@ -330,10 +380,15 @@ async function* decodeGrains(
           return judge(g, undefined, { code: (e as { code?: string }).code ?? null, message: (e as Error).message });
         }
       };
-      for await (const c of mapOrdered(scanMarkers(r, l), inflateOne, concurrency * 2)) {
+      for await (const c of mapOrdered(raw, inflateOne, concurrency * 2)) {
         if (!isAllZero(c.data)) yield c;
       }
     }
+    // Every grain came out whole; now prove no grain, table or end is missing.
+    const end = ended.end!;
+    ledger.finish(end);
+    if (end.kind === 'eof' && !l.allowMissingEndMarker)
+      throw truncatedVmdk(`VMDK stream ends at byte ${end.at} without an end-of-stream marker`);
   } finally {
     await pool?.close();
     await r.close();

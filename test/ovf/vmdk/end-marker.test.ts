@@ -1,7 +1,8 @@
 // qemu-img 7.x ends a streamOptimized VMDK right after its last grain, with no
-// end-of-stream marker. A bare stream must keep the marker as proof it is
-// whole; a caller that has proven it whole otherwise (an OVA member with its
-// size and digest) may accept the clean end.
+// end-of-stream marker. By default the marker is required; with
+// allowMissingEndMarker (the importer's setting) the clean end is accepted,
+// because qemu's grain tables, read up front, still prove every grain came
+// (cut-stream.test.ts cuts such files everywhere).
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { execa } from 'execa';

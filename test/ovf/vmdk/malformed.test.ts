@@ -47,9 +47,13 @@ interface Spec {
   gtSectors?: number;
   markerType?: number;
   footer?: Partial<SparseHeader>;
+  /** Parts left out (the offsets of those after them move up). */
+  omit?: string[];
+  /** Damage done to the parts after the tables were filled in. */
+  patch?: (part: (name: string) => Buffer, at: Record<string, number>) => void;
 }
 
-/** header · descriptor · grain LBA 0 · grain LBA 1024 · GT · GD · footer · EOS, with optional damage. */
+/** header · descriptor · grain LBA 0 · grain LBA 1024 · GT · GD · footer · EOS (tables filled in), with optional damage. */
 function build(s: Spec = {}): Built {
   const parts: [string, Buffer][] = [];
   let desc = buildDescriptor({
@@ -78,31 +82,39 @@ function build(s: Spec = {}): Built {
   parts.push(['footerMarker', encodeMetadataMarker(MARKER_FOOTER, 1)]);
   parts.push(['footer', encodeSparseHeader({ ...streamHeader(CAP_SECTORS, descSectors, 0n), ...s.footer })]);
   parts.push(['eos', encodeMetadataMarker(MARKER_EOS, 0)]);
+  const kept = parts.filter(([name]) => !s.omit?.includes(name));
   const at: Record<string, number> = {};
   let pos = 0;
-  for (const [name, b] of parts) {
+  for (const [name, b] of kept) {
     at[name] = pos;
     pos += b.length;
   }
   at.end = pos;
-  return { bytes: Buffer.concat(parts.map((p) => p[1])), at };
+  // The metadata a writer would give these grains: table entries, directory, footer.
+  const part = (name: string) => parts.find((p) => p[0] === name)![1];
+  part('gt').writeUInt32LE(at.grain1! / 512, 0);
+  const lba2 = s.lba2 ?? 1024n;
+  if (lba2 % 128n === 0n && lba2 < CAP_SECTORS && lba2 > 0n)
+    part('gt').writeUInt32LE(at.grain2! / 512, Number(lba2 / 128n) * 4);
+  part('gd').writeUInt32LE(at.gt! / 512, 0);
+  if (s.footer?.gdOffset === undefined && at.gd !== undefined)
+    part('footer').writeBigUInt64LE(BigInt(at.gd! / 512), 56);
+  s.patch?.(part, at);
+  return { bytes: Buffer.concat(kept.map((p) => p[1])), at };
 }
 
 let engine: ZlibEngine = READER_ENGINE;
 
-async function readAll(bytes: Buffer, opts: { maxCapacity?: number } = {}): Promise<number> {
+type ReadOpts = { maxCapacity?: number; allowMissingEndMarker?: boolean };
+
+async function readAll(bytes: Buffer, opts: ReadOpts = {}): Promise<number> {
   const info = await readStreamOptimized(bufferStream(bytes, 1000), { concurrency: 2, engine, ...opts });
   let n = 0;
   for await (const _ of info.grains) n++;
   return n;
 }
 
-async function expectRefused(
-  bytes: Buffer,
-  code: ErrorCode,
-  message: string,
-  opts: { maxCapacity?: number } = {},
-): Promise<void> {
+async function expectRefused(bytes: Buffer, code: ErrorCode, message: string, opts: ReadOpts = {}): Promise<void> {
   let caught: unknown;
   try {
     await readAll(bytes, opts);
@@ -124,7 +136,14 @@ describe('readStreamOptimized refuses malformed VMDKs', () => {
     expect(await readAll(base.bytes)).toBe(2);
   });
 
-  const cases: { name: string; bytes: () => Buffer; code: ErrorCode; message: string; maxCapacity?: number }[] = [
+  const cases: {
+    name: string;
+    bytes: () => Buffer;
+    code: ErrorCode;
+    message: string;
+    maxCapacity?: number;
+    lenient?: boolean;
+  }[] = [
     {
       name: 'bad magic',
       bytes: () => Buffer.concat([Buffer.from('LDMV'), base.bytes.subarray(4)]),
@@ -159,7 +178,82 @@ describe('readStreamOptimized refuses malformed VMDKs', () => {
       name: 'truncated between markers',
       bytes: () => base.bytes.subarray(0, at.gtMarker!),
       code: 'TRUNCATED',
-      message: `VMDK stream ends at byte ${at.gtMarker} without an end-of-stream marker`,
+      message: `VMDK stream ends at byte ${at.gtMarker} before grain table 0`,
+    },
+    {
+      name: 'cut after its first grain, read as leniently as the importer does (issue 13)',
+      bytes: () => base.bytes.subarray(0, at.grain2),
+      lenient: true,
+      code: 'TRUNCATED',
+      message: `VMDK stream ends at byte ${at.grain2} before grain table 0`,
+    },
+    {
+      name: 'cut before the footer, read leniently',
+      bytes: () => base.bytes.subarray(0, at.footerMarker),
+      lenient: true,
+      code: 'TRUNCATED',
+      message: `VMDK stream ends at byte ${at.footerMarker} before its footer`,
+    },
+    {
+      name: 'cut before the end-of-stream marker, read leniently',
+      bytes: () => base.bytes.subarray(0, at.eos),
+      lenient: true,
+      code: 'TRUNCATED',
+      message: `VMDK stream ends at byte ${at.eos} without an end-of-stream marker`,
+    },
+    {
+      name: 'grain table leaving out a grain',
+      bytes: () => build({ patch: (p) => p('gt').writeUInt32LE(0, 8 * 4) }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK grain table at byte ${at.gt} leaves out the grain at LBA 1024, which came at byte ${at.grain2}`,
+    },
+    {
+      name: 'grain table listing a grain the stream did not carry',
+      bytes: () => build({ patch: (p) => p('gt').writeUInt32LE(99, 5 * 4) }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK grain table at byte ${at.gt} lists a grain at LBA 640 (sector 99) that the stream did not carry`,
+    },
+    {
+      name: 'grain table placing a grain elsewhere',
+      bytes: () => build({ patch: (p, a) => p('gt').writeUInt32LE(a.grain1! / 512, 8 * 4) }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK grain table at byte ${at.gt} puts the grain at LBA 1024 at byte ${at.grain1}, but it came at byte ${at.grain2}`,
+    },
+    {
+      name: 'grain directory pointing away from the grain table',
+      bytes: () => build({ patch: (p, a) => p('gd').writeUInt32LE(a.gd! / 512, 0) }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK grain directory at byte ${at.gd}: entry 0 points at sector ${at.gd! / 512}, but grain table 0 came at sector ${at.gt! / 512}`,
+    },
+    {
+      name: 'grain directory marker of the wrong size',
+      bytes: () => build({ patch: (p) => p('gdMarker').writeBigUInt64LE(2n, 0) }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK grain directory marker at byte ${at.gdMarker}: 2 sectors, expected 1`,
+    },
+    {
+      name: 'footer pointing away from the grain directory',
+      bytes: () => build({ footer: { gdOffset: 5n } }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK footer at byte ${at.footer} puts the grain directory at sector 5, but it came at sector ${at.gd! / 512}`,
+    },
+    {
+      name: 'end-of-stream marker before the grain directory',
+      bytes: () => build({ omit: ['gdMarker', 'gd', 'footerMarker', 'footer'] }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK end-of-stream marker at byte ${at.gdMarker} comes before its grain directory`,
+    },
+    {
+      name: 'end-of-stream marker before the footer',
+      bytes: () => build({ omit: ['footerMarker', 'footer'] }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK end-of-stream marker at byte ${at.footerMarker} comes before its footer`,
+    },
+    {
+      name: 'grains without their grain table',
+      bytes: () => build({ omit: ['gtMarker', 'gt'], patch: (p) => p('gd').writeUInt32LE(0, 0) }).bytes,
+      code: 'BAD_VMDK',
+      message: `VMDK grain directory at byte ${at.gtMarker! + 512} comes before grain table 0, which the grains before it need`,
     },
     {
       name: 'truncated inside the footer',
@@ -253,6 +347,13 @@ describe('readStreamOptimized refuses malformed VMDKs', () => {
       message: 'VMDK header: grain size of 100 sectors is not a power of two up to 1 MiB',
     },
     {
+      name: 'grain directory too big to hold (tiny grains on a huge disk)',
+      bytes: () => build({ header: { grainSize: 1n, capacity: 2n ** 36n } }).bytes,
+      code: 'BAD_VMDK',
+      message:
+        'VMDK header: 134217728 grain tables (capacity 35184372088832 bytes, grains of 512 bytes) are more than the 2097152 this reader takes',
+    },
+    {
       name: 'metadata area larger than the disk needs',
       bytes: () => build({ header: { overHead: 1n << 40n } }).bytes,
       code: 'BAD_VMDK',
@@ -299,12 +400,10 @@ describe('readStreamOptimized refuses malformed VMDKs', () => {
       it(`${c.name} (${e} engine)`, async () => {
         engine = e;
         try {
-          await expectRefused(
-            c.bytes(),
-            c.code,
-            c.message,
-            c.maxCapacity === undefined ? {} : { maxCapacity: c.maxCapacity },
-          );
+          await expectRefused(c.bytes(), c.code, c.message, {
+            ...(c.maxCapacity === undefined ? {} : { maxCapacity: c.maxCapacity }),
+            ...(c.lenient ? { allowMissingEndMarker: true } : {}),
+          });
         } finally {
           engine = READER_ENGINE;
         }
