@@ -6,6 +6,7 @@
  * order, bounds, zero skipping, final size, fsync — are enforced in one place
  * whoever feeds the sink (VMDK grains, qemu-img output copies, re-reads).
  */
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { P2vError } from '../lib/errors.js';
 import { run } from '../lib/run.js';
@@ -29,6 +30,9 @@ export interface DiskSink {
   /** Close without finishing (the caller removes what it must). */
   abort(): Promise<void>;
 }
+
+/** How every file a sink writes is created: new, never through a symbolic link ('wx' plus O_NOFOLLOW). */
+export const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 /** Adjacent non-zero pieces are written together, up to this many bytes per writev. */
 export const MAX_WRITE_RUN = 1024 * 1024;
@@ -196,7 +200,7 @@ class FdSink implements DiskSink {
 
 /** A new sparse raw file (must not exist yet) of `capacity` bytes. */
 export async function createRawFileSink(path: string, capacity: number): Promise<DiskSink> {
-  const fh = await open(path, 'wx', 0o600);
+  const fh = await open(path, CREATE_NEW, 0o600);
   try {
     // Size it first: a later reader sees the right size even while filling.
     await fh.truncate(capacity);
@@ -305,7 +309,7 @@ export async function writeSparseFile(
   limit: number,
   what: string,
 ): Promise<number> {
-  const fh = await open(path, 'wx', 0o600);
+  const fh = await open(path, CREATE_NEW, 0o600);
   const sink = new FdSink(fh, limit, path, false);
   let length = 0;
   try {

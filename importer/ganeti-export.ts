@@ -3,12 +3,16 @@
  * dump per disk (`disk0.raw`, …), ready for
  * `gnt-backup import --src-dir <dir>/<instance>` (or, with <dir> =
  * /var/lib/ganeti/export, `gnt-backup import --src-node NODE`). It is built
- * as `<dir>/.<instance>.p2v-<id>.tmp` and renamed into place when complete.
+ * in a private work directory inside <dir> and renamed into place when
+ * complete (place.ts); an existing `<dir>/<instance>` in any form, a dangling
+ * symbolic link included, is never replaced.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildConfigIni } from './config-ini.js';
-import { ensureDir, placeDir, placeRawDisk, tempNameFor } from './place.js';
+import { fsStep } from './fs-errors.js';
+import { estimateOutputBytes } from './output-plan.js';
+import { checkNameFree, placeDir, placeRawDisk, writeNewFile, withWorkDir, type OutputPlace } from './place.js';
 import type { NicDefaults, StagedImport } from './types.js';
 
 export interface GanetiExportOptions {
@@ -21,10 +25,14 @@ export function dumpName(index: number): string {
   return `disk${index}.raw`;
 }
 
-/** Writes the export dir and returns its path. */
-export async function writeGanetiExport(staged: StagedImport, dir: string, opts: GanetiExportOptions): Promise<string> {
-  await ensureDir(dir);
-  const final = join(dir, staged.instanceName);
+/** Writes the export dir into `place` and returns its path. */
+export async function writeGanetiExport(
+  staged: StagedImport,
+  place: OutputPlace,
+  opts: GanetiExportOptions,
+): Promise<string> {
+  const name = staged.instanceName;
+  const final = join(place.dir, name);
   const ini = buildConfigIni({
     machine: staged.machine,
     instanceName: staged.instanceName,
@@ -34,11 +42,23 @@ export async function writeGanetiExport(staged: StagedImport, dir: string, opts:
     defaultHypervisor: opts.hypervisor,
     nic: opts.nic,
   });
-  const tmp = tempNameFor(final, staged.id);
-  await mkdir(tmp.path, { mode: 0o755 });
-  for (const d of staged.disks) await placeRawDisk(d.path, d.capacity, join(tmp.path, dumpName(d.index)));
-  await writeFile(join(tmp.path, 'config.ini'), ini, { mode: 0o644 });
-  await placeDir(tmp.path, final);
-  tmp.forget();
-  return final;
+  await checkNameFree(place, name);
+  // Only a copy (staging on another filesystem) takes space; a hard link takes none and cannot fill it.
+  const needed = estimateOutputBytes(
+    { kind: 'ganeti-export', dir: place.dir },
+    staged.disks.map((d) => ({ data: d.dataBytes })),
+    false,
+  );
+  return withWorkDir(place, needed, async (work) => {
+    await fsStep({ path: final, place: place.dir, action: 'create' }, () => mkdir(work.at(name), { mode: 0o755 }));
+    for (const d of staged.disks)
+      await placeRawDisk(d.path, d.capacity, work.at(`${name}/${dumpName(d.index)}`), {
+        path: join(final, dumpName(d.index)),
+        place: place.dir,
+      });
+    await writeNewFile(work.at(`${name}/config.ini`), { path: join(final, 'config.ini'), place: place.dir }, ini);
+    const placed = await placeDir(work, name, place, name);
+    await place.sync();
+    return placed;
+  });
 }

@@ -6,9 +6,10 @@
  * refused before qemu-img opens it for reading data, so a stream can never
  * make us read a host file.
  */
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import { run, runText } from '../lib/run.js';
+import { errnoFromText, fsError } from './fs-errors.js';
 
 export type QemuFormat = 'raw' | 'qcow2' | 'vmdk';
 
@@ -71,10 +72,27 @@ export async function checkImage(path: string, format: QemuFormat, what: string)
 export async function convertToRaw(src: string, format: QemuFormat, dst: string, what: string): Promise<void> {
   await run('qemu-img', ['convert', '-q', '-f', format, '-O', 'raw', '-S', '64k', src, dst], {
     what: `converting ${what} to raw`,
+  }).catch((e: unknown) => {
+    // dst is in `<staging>/<id>.partial/`: a full staging filesystem is named by the staging dir.
+    const errno = e instanceof P2vError ? errnoFromText(e.stderrTail) : undefined;
+    throw errno ? fsError(errno, { path: dst, action: 'write', place: dirname(dirname(dst)) }) : e;
   });
 }
 
-/** Staged raw → qcow2 (outputs). */
-export async function convertRawToQcow2(src: string, dst: string): Promise<void> {
-  await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', src, dst], { what: `writing ${dst}` });
+/**
+ * Staged raw → qcow2 (outputs), written as `name` in the private work
+ * directory open as `dirFd`: qemu-img gets that descriptor as its fd 3 and
+ * writes through /proc/self/fd/3, so no path it could be redirected by is
+ * involved. `shown` names the output in messages.
+ */
+export async function convertRawToQcow2(src: string, dirFd: number, name: string, shown: string): Promise<void> {
+  await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', src, `/proc/self/fd/3/${name}`], {
+    what: `writing ${shown}`,
+    // execa passes a descriptor number through to the child (its typings only list 3-9 there).
+    stdio: ['ignore', 'pipe', 'pipe', dirFd as 3],
+  }).catch((e: unknown) => {
+    // A full or read-only place reads like any other filesystem error, not like a qemu-img bug.
+    const errno = e instanceof P2vError ? errnoFromText(e.stderrTail) : undefined;
+    throw errno ? fsError(errno, { path: shown, action: 'write' }) : e;
+  });
 }

@@ -129,7 +129,8 @@ async function decodeStreamOptimized(
 ): Promise<StagedDisk> {
   // The reader's own ceiling stays generous: the policy check right below
   // names the disk and the allowed size, still before any grain is read.
-  // The OVA member's size and manifest digest prove it whole, so qemu-img's VMDKs without an end-of-stream marker are fine here.
+  // The reader proves the stream whole from its own grain tables and directory (ovf/vmdk ledger), whatever the
+  // manifest says; only the end-of-stream marker may be missing, as qemu-img 7.x writes none.
   const vmdk = await readStreamOptimized(source, { allowMissingEndMarker: true });
   const capacity = checkCapacityAgrees(opts.disk, vmdk.capacity);
   checkDiskSize(opts.disk, capacity, opts.maxDiskSize);
