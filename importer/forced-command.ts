@@ -2,13 +2,24 @@
  * p2v-import as an SSH forced command
  * (`command="p2v-import --staging /srv/p2v --ganeti-export /srv/p2v/exports",restrict`).
  *
- * The key's command line is the whole configuration: where to stage, what
- * to write, the policy. What the client typed (SSH_ORIGINAL_COMMAND) is only
- * parsed for an allow-list that cannot move anything: `--name NAME`
- * (checked as a Ganeti instance name), `--verbose`, `--quiet`; a leading
- * `p2v-import` word is accepted so `ssh stager p2v-import --name web1` reads
- * naturally. Anything else (another command, paths, --staging, --ova, shell
- * syntax) is refused before a byte is read, with exit status 2.
+ * Two command lines meet here. The forced command's own words (process.argv)
+ * are the admin's: where to stage, what to write, the policy, and any option
+ * the admin chose to pin (`--name web1`). What the client typed arrives in
+ * SSH_ORIGINAL_COMMAND and is only parsed for an allow-list that cannot move
+ * anything: `--name NAME` (checked as a Ganeti instance name), `--verbose`,
+ * `--quiet`, `--progress-fd 1` (JSON progress lines on the client's own
+ * stdout, which an import leaves free; stderr is the text log) and
+ * `--version`; a leading `p2v-import` word is accepted so
+ * `ssh stager p2v-import --name web1` reads naturally.
+ *
+ * The admin's words are final: a client word may only add a setting the
+ * forced command left open. A client option the forced command already set
+ * is refused, never silently overridden and never silently ignored, so the
+ * sender learns at once that its `--name` would not be used. Housekeeping
+ * (`--list`, `--remove`, `--from-staged`) is refused by name: behind a key
+ * that many owners share it would show or delete other people's imports.
+ * Anything else (another command, paths, --staging, --ova, shell syntax) is
+ * refused before a byte is read. Every refusal exits with status 2.
  */
 import { P2vError } from '../lib/errors.js';
 import { checkInstanceName } from './instance-name.js';
@@ -17,29 +28,111 @@ export interface ClientRequest {
   name?: string;
   verbose?: boolean;
   quiet?: boolean;
+  /** Always 1: JSON progress lines on the client's stdout. */
+  progressFd?: number;
+  version?: boolean;
 }
 
-export const CLIENT_OPTIONS = ['--name NAME', '--verbose', '--quiet'] as const;
+export const CLIENT_OPTIONS = ['--name NAME', '--verbose', '--quiet', '--progress-fd 1', '--version'] as const;
+
+/** Staging-host housekeeping: never for a client of a (possibly shared) key. */
+const HOUSEKEEPING = ['--list', '--remove', '--from-staged', '--setup-stager'];
+
+/**
+ * The admin's settings that decide each client option, by commander
+ * attribute and spelling: `--progress` and `--progress-fd` are one setting
+ * (where and how progress goes), so an admin's `--progress none` also pins it.
+ */
+const PINNED_BY: Record<keyof Omit<ClientRequest, 'version'>, [attribute: string, flag: string][]> = {
+  name: [['name', '--name']],
+  verbose: [['verbose', '--verbose']],
+  quiet: [['quiet', '--quiet']],
+  progressFd: [
+    ['progressFd', '--progress-fd'],
+    ['progress', '--progress'],
+  ],
+};
+
+/** Which option attributes the forced command set itself (commander value source "cli"). */
+export type PinnedOptions = (attribute: string) => boolean;
+
+function clip(text: string): string {
+  return text.length > 80 ? text.slice(0, 80) + '…' : text;
+}
 
 function refuse(word: string): never {
-  throw new P2vError('USAGE', `the SSH key only allows ${CLIENT_OPTIONS.join(', ')}; refused "${word.slice(0, 80)}"`, {
+  throw new P2vError('USAGE', `the SSH key only allows ${CLIENT_OPTIONS.join(', ')}; refused "${clip(word)}"`, {
     hint: 'destinations and limits are set by the staging host in authorized_keys',
   });
 }
 
-/** Parse SSH_ORIGINAL_COMMAND; plain words separated by blanks, no shell syntax. */
-export function parseClientCommand(original: string): ClientRequest {
+function refuseHousekeeping(word: string): never {
+  throw new P2vError(
+    'USAGE',
+    `${word.split('=')[0]} is for the staging host's admin, not through the SSH key; refused "${clip(word)}"`,
+    { hint: "a key may be shared: run housekeeping on the staging host itself (see docs/importer.md, 'Housekeeping')" },
+  );
+}
+
+function refusePinned(flag: string, words: string): never {
+  throw new P2vError('USAGE', `${flag} is set by the staging host's forced command; refused "${clip(words)}"`, {
+    hint: 'leave it out: the staging host decides it for this key',
+  });
+}
+
+function parseClientFd(text: string, word: string): number {
+  if (text !== '1') {
+    throw new P2vError('USAGE', `through the SSH key --progress-fd takes only 1; refused "${clip(word)}"`, {
+      hint: '--progress-fd 1 sends JSON progress lines to your ssh standard output; the log stays on standard error',
+    });
+  }
+  return Number(text);
+}
+
+/**
+ * Parse SSH_ORIGINAL_COMMAND (plain words separated by blanks, no shell
+ * syntax) and refuse any option the forced command pinned.
+ */
+export function parseClientCommand(original: string, pinned: PinnedOptions = () => false): ClientRequest {
   const words = original.split(/[ \t]+/).filter((w) => w.length > 0);
   const req: ClientRequest = {};
+  /** The words that set each option, for the refusal message. */
+  const said = new Map<keyof ClientRequest, string>();
   let i = 0;
   if (words[0] === 'p2v-import' || words[0]?.endsWith('/p2v-import')) i++;
+  const value = (w: string, flag: string): string | undefined => {
+    if (w === flag && words[i + 1] !== undefined) return words[++i]!;
+    if (w.startsWith(flag + '=')) return w.slice(flag.length + 1);
+    return undefined;
+  };
   for (; i < words.length; i++) {
     const w = words[i]!;
-    if (w === '--verbose' || w === '-v') req.verbose = true;
-    else if (w === '--quiet' || w === '-q') req.quiet = true;
-    else if (w === '--name' && words[i + 1] !== undefined) req.name = checkInstanceName(words[++i]!);
-    else if (w.startsWith('--name=')) req.name = checkInstanceName(w.slice('--name='.length));
-    else refuse(w);
+    let v: string | undefined;
+    if (w === '--verbose' || w === '-v') {
+      req.verbose = true;
+      said.set('verbose', w);
+    } else if (w === '--quiet' || w === '-q') {
+      req.quiet = true;
+      said.set('quiet', w);
+    } else if (w === '--version') {
+      req.version = true;
+    } else if ((v = value(w, '--name')) !== undefined) {
+      req.name = checkInstanceName(v);
+      said.set('name', w === '--name' ? `--name ${v}` : w);
+    } else if ((v = value(w, '--progress-fd')) !== undefined) {
+      const spelled = w === '--progress-fd' ? `--progress-fd ${v}` : w;
+      req.progressFd = parseClientFd(v, spelled);
+      said.set('progressFd', spelled);
+    } else if (HOUSEKEEPING.includes(w.split('=')[0]!)) {
+      refuseHousekeeping(w);
+    } else {
+      refuse(w);
+    }
+  }
+  for (const [key, words] of said) {
+    const pins = PINNED_BY[key as keyof typeof PINNED_BY];
+    const pin = pins?.find(([attribute]) => pinned(attribute));
+    if (pin) refusePinned(pin[1], words);
   }
   return req;
 }

@@ -1,11 +1,16 @@
 /**
- * One whole `p2v-import` run: receive the OVA into staging, write every
- * requested output from the committed import, then drop the staged copy
- * (kept when no output was asked for: then it is the result, or with
- * --keep-staged).
+ * One whole `p2v-import` run: check and hold the output directories, receive
+ * the OVA into staging, write every requested output from the committed
+ * import, then drop the staged copy (kept when no output was asked for: then
+ * it is the result, or with --keep-staged). A filesystem error anywhere comes
+ * out in words (fs-errors.ts); in the output phase it also says where the
+ * verified staged copy was kept.
  */
+import { resolve } from 'node:path';
 import { targetSize } from './disk-sink.js';
-import { writeOutputs } from './outputs.js';
+import { fsErrorMeasured, isErrno, withSpaceFigures } from './fs-errors.js';
+import { writeOutputsReporting } from './output-phases.js';
+import { closeOutputPlaces, openOutputPlaces } from './output-plan.js';
 import { receiveOva } from './receive.js';
 import type { ImportRequest, ImportResult } from './types.js';
 import { P2vError } from '../lib/errors.js';
@@ -30,13 +35,39 @@ export async function importOva(req: ImportRunOptions): Promise<ImportResult> {
       disk0Target = { path: o.path, size, direct: req.outputs.length === 1 };
     }
   }
-  const { staged, area } = await receiveOva({ ...req, disk0Target });
+  // The output directories are checked (no symbolic link, a directory) and held open from here on.
+  const places = await openOutputPlaces(req.outputs);
   try {
-    const written = await writeOutputs(staged, req.outputs, {
+    return await receiveAndWrite(req, disk0Target, places);
+  } finally {
+    await closeOutputPlaces(places);
+  }
+}
+
+async function receiveAndWrite(
+  req: ImportRunOptions,
+  disk0Target: ImportRunOptions['disk0Target'],
+  places: Awaited<ReturnType<typeof openOutputPlaces>>,
+): Promise<ImportResult> {
+  const staging = resolve(req.staging);
+  const { staged, area } = await receiveOva({ ...req, disk0Target }).catch(async (e: unknown) => {
+    // An errno from staging (full, read-only, removed): the partial import is gone by now, so the figures are right.
+    if (!isErrno(e)) throw await withSpaceFigures(e);
+    const path = e.path && !e.path.startsWith('/proc/') ? e.path : staging;
+    throw await fsErrorMeasured(e, {
+      path,
+      action: 'write',
+      place: path.startsWith(staging) ? staging : undefined,
+    });
+  });
+  try {
+    const written = await writeOutputsReporting(staged, req.outputs, {
       os: req.os,
       hypervisor: req.hypervisor,
       nic: req.nic,
       logger: req.logger,
+      phases: req.phases,
+      places,
     });
     if (req.outputs.length === 0 || req.keepStaged) {
       area.keep();
@@ -45,10 +76,14 @@ export async function importOva(req: ImportRunOptions): Promise<ImportResult> {
       await area.remove();
     }
     return { staged, written };
-  } catch (e) {
+  } catch (caught) {
     // The staged import itself is good: keep it so the outputs can be retried.
     area.keep();
     const keptHint = `the verified import stays in ${staged.dir}`;
+    // Every fs call of the outputs already says what failed; an errno that slipped through still gets words.
+    const e = isErrno(caught)
+      ? await fsErrorMeasured(caught, { path: caught.path ?? 'an output', action: 'write' })
+      : caught;
     if (e instanceof P2vError)
       throw new P2vError(e.code, e.message, {
         hint: e.hint ? `${e.hint}; ${keptHint}` : keptHint,

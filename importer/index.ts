@@ -29,5 +29,5 @@ export { parseClientCommand, CLIENT_OPTIONS, type ClientRequest } from './forced
 export { isValidInstanceName, sanitiseInstanceName, checkInstanceName, chooseInstanceName } from './instance-name.js';
 export { parseSize, describeSize, toMiBRoundedUp } from './size.js';
 export { inspectImage, checkImage, convertToRaw, convertRawToQcow2, type QemuFormat } from './qemu-img.js';
-export { placeFile, placeDir, placeRawDisk, tempNameFor } from './place.js';
+export { placeFile, placeDir, placeRawDisk, openOutputPlace, openWorkDir } from './place.js';
 export { peekHead, gunzip, isGzip, type ByteSource } from './byte-stream.js';

@@ -8,19 +8,22 @@
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { P2vError } from '../lib/errors.js';
-import { Progress } from '../lib/progress.js';
+import { PhaseReporter, type Progress } from '../lib/progress.js';
 import { parseDescriptor } from '../ovf/descriptor/index.js';
 import { readOva } from '../ovf/ova/index.js';
 import type { MachineDescription, OvfDisk, OvfFile } from '../ovf/types.js';
 import { createRawFileSink } from './disk-sink.js';
 import { chooseInstanceName } from './instance-name.js';
+import { checkOutputsBeforeData } from './output-plan.js';
 import { checkDiskSize, checkFitsTarget, checkFreeSpace, expectedStagingBytes } from './policy.js';
 import { rawDiskName, stageDisk } from './stage-disk.js';
-import { openStagingArea, type StagingArea } from './staging.js';
+import { checkStagingQuota, clearDeadPartials } from './housekeeping.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, withIdleTimeout } from './idle-timeout.js';
+import { checkOutputLimits } from './limits.js';
+import { MACHINE_FILE, openStagingArea, type StagingArea } from './staging.js';
 import type { ImportRequest, StagedDisk, StagedImport } from './types.js';
 
-/** Written next to the disks: what was received, for people and later tools. */
-export const MACHINE_FILE = 'machine.json';
+export { MACHINE_FILE } from './staging.js';
 
 /** Checks on the descriptor alone; throws before any data is written. */
 export function admitMachine(
@@ -78,6 +81,8 @@ export interface Received {
 export async function receiveOva(req: ImportRequest): Promise<Received> {
   const area = await openStagingArea(req.staging, { keepPartial: req.keepPartial });
   req.logger.debug(`receiving into ${area.dir}`);
+  // Ours is claimed (owner.ts) before this looks: it is never taken for a dead one.
+  await clearDeadPartials(req.staging, req.logger);
   let deviceTouched = false;
   try {
     let machine: MachineDescription | undefined;
@@ -87,55 +92,60 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
 
     // readOva also takes a gzip-wrapped tar (Ganeti's ova.ova) and checks
     // every member against the manifest, which must then cover every file.
-    const result = await readOva(req.input, {
-      requireManifest: req.requireManifest ?? false,
-      parseDescriptor: (xml: string) => {
-        const m = parseDescriptor(xml);
-        admitMachine(m, req.maxDiskSize, req.disk0Target);
-        instanceName = chooseInstanceName(req.name, [m.ganeti?.name, m.name]);
-        machine = m;
-        return m;
-      },
-      onFile: async (file: OvfFile, content: AsyncIterable<Buffer>) => {
-        // readOva calls parseDescriptor before any file.
-        if (!machine) throw new Error('onFile before parseDescriptor');
-        if (!spaceChecked) {
-          // A disk decoded straight onto the target device takes no staging space.
-          const stagedDisks = req.disk0Target?.direct ? machine.disks.slice(1) : machine.disks;
-          await checkFreeSpace(resolve(req.staging), expectedStagingBytes(stagedDisks));
-          spaceChecked = true;
-        }
-        const index = machine.disks.findIndex((d) => d.fileRef === file.id);
-        if (index < 0) {
-          req.logger.debug(`${file.href} is not a disk, not kept`);
-          // Read it anyway: the manifest covers it.
-          for await (const _ of content) void _;
-          return;
-        }
-        const disk = machine.disks[index] as OvfDisk;
-        req.logger.debug(`decoding disk ${index} (${disk.diskId}) from ${file.href}`);
-        const progress = new Progress({
-          phase: `receiving disk ${index}`,
-          total: file.size,
-          mode: req.progress ?? 'none',
-        });
-        staged.set(
-          index,
-          await stageDisk(counted(content, progress), {
-            dir: area.dir,
+    const input = withIdleTimeout(req.input, req.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+    const phases = req.phases ?? new PhaseReporter({ mode: req.progress ?? 'none' });
+    const result = await phases.run('receive', () =>
+      readOva(input, {
+        requireManifest: req.requireManifest ?? false,
+        parseDescriptor: (xml: string) => {
+          const m = parseDescriptor(xml);
+          admitMachine(m, req.maxDiskSize, req.disk0Target);
+          checkOutputLimits(m, req.outputs);
+          instanceName = chooseInstanceName(req.name, [m.ganeti?.name, m.name]);
+          checkOutputsBeforeData(m, instanceName, req.outputs, { staging: resolve(req.staging) });
+          machine = m;
+          return m;
+        },
+        onFile: async (file: OvfFile, content: AsyncIterable<Buffer>) => {
+          // readOva calls parseDescriptor before any file.
+          if (!machine) throw new Error('onFile before parseDescriptor');
+          if (!spaceChecked) {
+            // A disk decoded straight onto the target device takes no staging space.
+            const stagedDisks = req.disk0Target?.direct ? machine.disks.slice(1) : machine.disks;
+            const expected = expectedStagingBytes(stagedDisks);
+            await checkFreeSpace(resolve(req.staging), expected);
+            await checkStagingQuota(req.staging, area.dir, expected, req.maxStaging);
+            await area.reserve(expected);
+            spaceChecked = true;
+          }
+          const index = machine.disks.findIndex((d) => d.fileRef === file.id);
+          if (index < 0) {
+            req.logger.debug(`${file.href} is not a disk, not kept`);
+            // Read it anyway: the manifest covers it.
+            for await (const _ of content) void _;
+            return;
+          }
+          const disk = machine.disks[index] as OvfDisk;
+          req.logger.debug(`decoding disk ${index} (${disk.diskId}) from ${file.href}`);
+          const progress = phases.meter(`receiving disk ${index}`, file.size);
+          staged.set(
             index,
-            disk,
-            file,
-            maxDiskSize: req.maxDiskSize,
-            admitCapacity: index === 0 ? (c) => checkFitsTarget(c, req.disk0Target) : undefined,
-            device: index === 0 && req.disk0Target?.direct ? req.disk0Target.path : undefined,
-            onDeviceWrite: () => void (deviceTouched = true),
-            logger: req.logger,
-          }),
-        );
-        progress.finish();
-      },
-    });
+            await stageDisk(counted(content, progress), {
+              dir: area.dir,
+              index,
+              disk,
+              file,
+              maxDiskSize: req.maxDiskSize,
+              admitCapacity: index === 0 ? (c) => checkFitsTarget(c, req.disk0Target) : undefined,
+              device: index === 0 && req.disk0Target?.direct ? req.disk0Target.path : undefined,
+              onDeviceWrite: () => void (deviceTouched = true),
+              logger: req.logger,
+            }),
+          );
+          progress.finish();
+        },
+      }),
+    );
     const m = machine ?? result.machine;
     if (req.requireManifest && !result.manifestFound) {
       throw new P2vError('BAD_MANIFEST', 'the OVA has no manifest and --require-manifest is set', {

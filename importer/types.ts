@@ -5,6 +5,7 @@
  */
 import type { MachineDescription } from '../ovf/types.js';
 import type { Logger } from '../lib/log.js';
+import type { PhaseReporter } from '../lib/progress.js';
 
 /** One destination, written from a complete, verified staged import. */
 export type OutputSpec =
@@ -51,8 +52,14 @@ export interface ImportRequest {
   os: string;
   nic: NicDefaults;
   logger: Logger;
-  /** Progress of each disk received, on stderr: a TTY bar, JSON lines, or nothing. */
+  /** Progress of each disk received, on stderr, when `phases` is not given: a TTY bar, JSON lines, or nothing. */
   progress?: 'tty' | 'json' | 'none';
+  /** Where each phase (receive, every output) is reported: the TTY bar and the --progress-fd JSON lines. */
+  phases?: PhaseReporter;
+  /** --max-staging: refuse an import that would take the staging dir past this many bytes. */
+  maxStaging?: number;
+  /** --idle-timeout in milliseconds without a byte on the input (0: none; unset: the 10-minute default). */
+  idleTimeoutMs?: number;
 }
 
 /** One disk decoded into the staging dir as a sparse raw file. */

@@ -1,7 +1,8 @@
 /**
  * p2v-import behind a real OpenSSH forced command on loopback: the key's
  * `command="…",restrict` decides everything; what the client types is only
- * read for --name/--verbose/--quiet and can never move the output.
+ * read for an allow-list that can never move the output (pinned options and
+ * housekeeping: forced-command.test.ts).
  */
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -76,7 +77,7 @@ describe('p2v-import as an SSH forced command', () => {
         for (const [cmd, word] of attempts) {
           const r = await ssh(cmd, good.ova);
           expect(r.stderr.split('\n')[0], cmd.join(' ')).toBe(
-            `p2v-import: the SSH key only allows --name NAME, --verbose, --quiet; refused "${word}"`,
+            `p2v-import: the SSH key only allows --name NAME, --verbose, --quiet, --progress-fd 1, --version; refused "${word}"`,
           );
           expect(r.exitCode).toBe(2);
         }
