@@ -1,6 +1,7 @@
 /**
  * A real OpenSSH server on 127.0.0.1 for transport tests: its own host key,
- * config and authorized_keys in a temp dir; stopped by stop().
+ * config and authorized_keys in a temp dir; stopped by stop(). With
+ * `systemAccounts` it logs users in as a stock Debian sshd does instead.
  */
 import { execa, type ResultPromise } from 'execa';
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
@@ -27,8 +28,27 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Start sshd; `authorizedLine(pubkey)` returns the authorized_keys line (e.g. with command="…",restrict). */
-export async function startSshd(dir: string, authorizedLine: (pub: string) => string): Promise<Sshd> {
+export interface SshdOptions {
+  /**
+   * Log users in the way a stock Debian sshd does: each user's own
+   * ~/.ssh/authorized_keys, StrictModes and PAM (a locked system account
+   * passes), instead of the test's authorized_keys file.
+   */
+  systemAccounts?: boolean;
+  /** PATH of the sessions (default: this process's PATH). */
+  sessionPath?: string;
+}
+
+/**
+ * Start sshd; `authorizedLine(pubkey)` returns the authorized_keys line (e.g.
+ * with command="…",restrict); null with `systemAccounts`, where the users'
+ * own files decide.
+ */
+export async function startSshd(
+  dir: string,
+  authorizedLine: ((pub: string) => string) | null,
+  opts: SshdOptions = {},
+): Promise<Sshd> {
   await needPrograms('sshd', 'ssh-keygen');
   await mkdir('/run/sshd', { recursive: true });
   const hostKey = join(dir, 'host_ed25519');
@@ -38,8 +58,10 @@ export async function startSshd(dir: string, authorizedLine: (pub: string) => st
   const hostKeyPub = (await readFile(hostKey + '.pub', 'utf8')).trim().split(' ').slice(0, 2).join(' ');
   const clientKeyPub = (await readFile(clientKey + '.pub', 'utf8')).trim();
   const auth = join(dir, 'authorized_keys');
-  await writeFile(auth, authorizedLine(clientKeyPub) + '\n');
-  await chmod(auth, 0o600);
+  if (authorizedLine) {
+    await writeFile(auth, authorizedLine(clientKeyPub) + '\n');
+    await chmod(auth, 0o600);
+  }
   const port = await freePort();
   const config = join(dir, 'sshd_config');
   await writeFile(
@@ -48,15 +70,15 @@ export async function startSshd(dir: string, authorizedLine: (pub: string) => st
       `Port ${port}`,
       'ListenAddress 127.0.0.1',
       `HostKey ${hostKey}`,
-      `AuthorizedKeysFile ${auth}`,
+      ...(opts.systemAccounts
+        ? ['UsePAM yes', 'StrictModes yes']
+        : [`AuthorizedKeysFile ${auth}`, 'UsePAM no', 'StrictModes no']),
       `PidFile ${join(dir, 'sshd.pid')}`,
       'PermitRootLogin prohibit-password',
       'PasswordAuthentication no',
       'KbdInteractiveAuthentication no',
-      'UsePAM no',
-      'StrictModes no',
       'LogLevel ERROR',
-      `SetEnv PATH=${process.env.PATH}`,
+      `SetEnv PATH=${opts.sessionPath ?? process.env.PATH}`,
     ].join('\n') + '\n',
   );
   const knownHosts = join(dir, 'known_hosts');
