@@ -7,21 +7,36 @@
  *      (probed at its offset in the disk file, no device needed);
  *   2. find / : mount each candidate filesystem read-only and look for
  *      /etc/os-release and /etc/fstab;
- *   3. map the fstab entries (UUID=, LABEL=, PARTUUID=, /dev/sdXN, /dev/vdXN,
- *      /dev/nvme0n1pN, /dev/disk/by-*) to partitions;
+ *   3. decide which exported disk each of the guest's disk names is
+ *      (guest/device-map.ts: from the guest's fstab and the root found, never
+ *      from the live system's names) and map the fstab entries to partitions;
  *   4. mount the whole guest read-only as its fstab says and look at kernels,
- *      initramfs tool, bootloader, init system, network configuration;
+ *      initramfs tool, bootloader, init system, network configuration; then
+ *      decide the device map again with crypttab, RESUME= and the kernel
+ *      command lines (root=, resume=) as more evidence;
  *   5. describe the live machine (vCPUs, memory, NIC MACs), unless given.
  *
- *   inspect(disks, { workDir, machine?, log }): Promise<Inspection>
- *   parseFstab(text): FstabEntry[]
+ *   inspect(disks, { workDir, machine?, mapDevice?, log }): Promise<Inspection>
+ *   parseFstab(text): FstabEntry[]   (guest/references.ts)
  *   parseOsRelease(text): Record<string, string>
  *   liveMachine(): Promise<Inspection['machine']>
  */
 import { execa } from 'execa';
 import { cpus, totalmem } from 'node:os';
 import { mkdtemp, open, readdir, readFile, realpath, rmdir, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
+import { kernelCommandLines, type GuestReader } from '../guest/boot-configs.js';
+import { buildDeviceMap, resolveDevice, type GuestDeviceMap, type GuestReference } from '../guest/device-map.js';
+import { guestDiskPath, parseDeviceSpec, type DeviceMapping } from '../guest/device-names.js';
+import {
+  crypttabReferences,
+  fstabReferences,
+  INITRAMFS_RESUME,
+  kernelArgReferences,
+  parseFstab,
+  resumeReferences,
+  type FstabEntry,
+} from '../guest/references.js';
 import { P2vError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { requireProgram } from '../lib/run.js';
@@ -50,37 +65,15 @@ export interface InspectOptions {
   workDir: string;
   /** Describe this machine instead of the live host. */
   machine?: Inspection['machine'];
+  /** --map-device: the user's word on which exported disk a guest disk name is. */
+  mapDevice?: DeviceMapping[];
   log: Logger;
 }
 
-export interface FstabEntry {
-  spec: string;
-  file: string;
-  vfstype: string;
-  options: string[];
-}
+export { parseFstab, type FstabEntry };
 
 /** Filesystems that can hold a Linux root. */
 const ROOT_FS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs']);
-
-/** fstab(5): whitespace-separated fields with \040-style octal escapes. */
-export function parseFstab(text: string): FstabEntry[] {
-  const unesc = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  const out: FstabEntry[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const f = line.split(/\s+/);
-    if (f.length < 2) continue;
-    out.push({
-      spec: unesc(f[0]!),
-      file: unesc(f[1]!),
-      vfstype: f[2] ?? 'auto',
-      options: (f[3] ?? 'defaults').split(','),
-    });
-  }
-  return out;
-}
 
 /** os-release(5): KEY=value with optional shell quoting. */
 export function parseOsRelease(text: string): Record<string, string> {
@@ -114,65 +107,40 @@ async function probe(
   return { fsType: kv.TYPE, fsUuid: kv.UUID?.toLowerCase(), fsLabel: kv.LABEL };
 }
 
-/** The name the disk had on the source: sda for /dev/sda, else sd<letter> by position. */
-function sourceNameOf(source: string, index: number): string {
-  if (source.startsWith('/dev/')) return basename(source);
+/**
+ * The live system's name of a disk, for messages only ("loop0", "sdb",
+ * "cciss/c0d0"; an image file gets sd<letter> by position). Never used to
+ * map the guest's device names: see guest/device-map.ts.
+ */
+function liveName(source: string, index: number): string {
+  if (source.startsWith('/dev/')) return source.slice('/dev/'.length);
   return `sd${String.fromCharCode(97 + (index % 26))}`;
+}
+
+/**
+ * The by-id and by-path links of the live system that point at this very
+ * device (whole disks only). They are derived from the hardware (model and
+ * serial, bus path), so the guest saw the same names.
+ */
+async function hardwareLinks(source: string): Promise<string[]> {
+  if (!source.startsWith('/dev/')) return [];
+  const target = await realpath(source).catch(() => null);
+  if (!target) return [];
+  const out: string[] = [];
+  for (const by of ['by-id', 'by-path']) {
+    const dir = `/dev/disk/${by}`;
+    for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
+      if (/-part\d+$/.test(name)) continue;
+      if ((await realpath(join(dir, name)).catch(() => null)) === target) out.push(`disk/${by}/${name}`);
+    }
+  }
+  return out;
 }
 
 /** A (disk, partition) reference; partition 0 is the whole disk. */
 interface Ref {
   disk: number;
   partition: number;
-}
-
-/** Map an fstab spec to a partition, or explain why it cannot be. */
-export function resolveSpec(spec: string, disks: InspectedDisk[]): Ref | string {
-  const all: { ref: Ref; uuid?: string; label?: string; partUuid?: string }[] = [];
-  for (const d of disks) {
-    if (d.wholeDiskFs)
-      all.push({ ref: { disk: d.index, partition: 0 }, uuid: d.wholeDiskFs.fsUuid, label: d.wholeDiskFs.fsLabel });
-    for (const p of d.partitions)
-      all.push({ ref: { disk: d.index, partition: p.number }, uuid: p.fsUuid, label: p.fsLabel, partUuid: p.partUuid });
-  }
-  const by = (key: 'uuid' | 'label' | 'partUuid', value: string, ci: boolean) => {
-    const hit = all.find(
-      (x) => x[key] !== undefined && (ci ? x[key]!.toLowerCase() === value.toLowerCase() : x[key] === value),
-    );
-    return hit ? hit.ref : `no filesystem with ${key === 'partUuid' ? 'PARTUUID' : key.toUpperCase()} ${value}`;
-  };
-  const unhex = (s: string) =>
-    s.replace(/\\x([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  let m: RegExpMatchArray | null;
-  if ((m = spec.match(/^UUID=(.+)$/)) || (m = spec.match(/^\/dev\/disk\/by-uuid\/(.+)$/)))
-    return by('uuid', unhex(m[1]!.replace(/^"|"$/g, '')), true);
-  if ((m = spec.match(/^LABEL=(.+)$/)) || (m = spec.match(/^\/dev\/disk\/by-label\/(.+)$/)))
-    return by('label', unhex(m[1]!.replace(/^"|"$/g, '')), false);
-  if ((m = spec.match(/^PARTUUID=(.+)$/)) || (m = spec.match(/^\/dev\/disk\/by-partuuid\/(.+)$/)))
-    return by('partUuid', m[1]!.replace(/^"|"$/g, ''), true);
-  if (/^(PARTLABEL=|\/dev\/disk\/by-(id|path|partlabel)\/)/.test(spec))
-    return `${spec} cannot be mapped to a disk here`;
-  if (/^\/dev\/(mapper\/|dm-|md)/.test(spec)) return `${spec} is on LVM, device-mapper or RAID, which is not supported`;
-  // Kernel names: sda1, vdb2, hda1, xvda1 (letter = disk order), nvme0n1p2, mmcblk0p1.
-  const dev = spec.match(/^\/dev\/(.+)$/)?.[1];
-  if (!dev) return `${spec} is not a local block device`;
-  let disk: number | undefined;
-  let part: number;
-  const byName = (name: string) => disks.find((d) => d.sourceName === name)?.index;
-  if ((m = dev.match(/^((?:s|v|h|xv)d([a-z]+))(\d*)$/))) {
-    disk = byName(m[1]!) ?? [...m[2]!].reduce((n, c) => n * 26 + (c.charCodeAt(0) - 96), 0) - 1;
-    part = m[3] ? Number(m[3]) : 0;
-  } else if ((m = dev.match(/^(nvme(\d+)n\d+|mmcblk(\d+))(?:p(\d+))?$/))) {
-    // Controller (or card) number gives the disk order: nvme0n1, nvme1n1, mmcblk0.
-    disk = byName(m[1]!) ?? Number(m[2] ?? m[3]);
-    part = m[4] ? Number(m[4]) : 0;
-  } else return `${spec} is not a disk partition name we know`;
-  const d = disks.find((x) => x.index === disk);
-  if (!d) return `${spec} names a disk that is not being exported`;
-  if (part === 0)
-    return d.wholeDiskFs ? { disk: d.index, partition: 0 } : `${spec} names a whole disk that holds no filesystem`;
-  if (!d.partitions.some((p) => p.number === part)) return `${spec} names a partition that does not exist`;
-  return { disk: d.index, partition: part };
 }
 
 async function readGuest(root: string, path: string, max = 1 << 20): Promise<string | null> {
@@ -448,15 +416,18 @@ export async function inspect(disks: InspectDisk[], opts: InspectOptions): Promi
     const disk: InspectedDisk = {
       index,
       source: d.source,
-      sourceName: sourceNameOf(d.source, index),
+      sourceName: liveName(d.source, index),
       size: d.size,
       partitionTable: table.type,
       diskId: table.diskId,
       partitions: [],
     };
+    const links = await hardwareLinks(d.source);
+    if (links.length) disk.hardwareLinks = links;
     for (const p of table.partitions) {
       const ip: InspectedPartition = { number: p.number, start: p.start, size: p.size, type: p.type };
       if (p.partUuid) ip.partUuid = p.partUuid;
+      if (p.name) ip.partLabel = p.name;
       if (p.bootable !== undefined) ip.bootable = p.bootable;
       if (!isContainerPartition(p)) {
         const fs = await probe(d.exposed.path, p.start, p.size);
@@ -532,7 +503,10 @@ export async function inspect(disks: InspectDisk[], opts: InspectOptions): Promi
     );
   const root = roots[0]!;
 
-  // Record where the guest's fstab mounts each filesystem.
+  // Which exported disk each of the guest's disk names is, then where its fstab mounts each filesystem.
+  const fstabRefs = fstabReferences(root.fstab);
+  const mapOf = (references: GuestReference[]) =>
+    buildDeviceMap({ disks: inspected, root: root.ref, references, explicit: opts.mapDevice });
   const setMountpoint = (ref: Ref, mp: string) => {
     const d = inspected[ref.disk]!;
     if (ref.partition === 0) {
@@ -542,34 +516,28 @@ export async function inspect(disks: InspectDisk[], opts: InspectOptions): Promi
       if (p) p.mountpoint = mp;
     }
   };
-  setMountpoint(root.ref, '/');
-  for (const e of root.fstab) {
-    const isSwap = e.vfstype === 'swap';
-    if (!isSwap && !e.file.startsWith('/')) continue;
-    if (e.file === '/') {
-      const r = resolveSpec(e.spec, inspected);
-      if (typeof r !== 'string' && (r.disk !== root.ref.disk || r.partition !== root.ref.partition))
-        warn(
-          `fstab mounts ${e.spec} on / but the root was found on disk ${root.ref.disk} partition ${root.ref.partition}`,
-        );
-      continue;
+  const attribute = (map: GuestDeviceMap, report: boolean) => {
+    setMountpoint(root.ref, '/');
+    for (const e of fstabRefs) {
+      const r = resolveDevice(map, inspected, e.spec);
+      if (e.mountpoint === '/') {
+        if (report && typeof r !== 'string' && (r.disk !== root.ref.disk || r.partition !== root.ref.partition))
+          warn(
+            `fstab mounts ${e.spec} on / but the root was found on disk ${root.ref.disk} partition ${root.ref.partition}`,
+          );
+        continue;
+      }
+      if (typeof r === 'string') {
+        // An unmountable optional entry (noauto: a CD-ROM, a USB disk) is normal; anything else deserves a warning.
+        // Guest disk names the map could not decide are reported once, below, with what to do.
+        if (report && !e.optional && parseDeviceSpec(e.spec)?.kind !== 'disk')
+          warn(`fstab entry ${e.spec} on ${e.mountpoint ?? 'swap'}: ${r}`);
+        continue;
+      }
+      setMountpoint(r, e.use === 'swap' ? 'swap' : e.mountpoint!);
     }
-    if (
-      ['tmpfs', 'proc', 'sysfs', 'devpts', 'nfs', 'nfs4', 'cifs', 'none', 'bind', 'devtmpfs', 'efivarfs'].includes(
-        e.vfstype,
-      ) ||
-      e.options.includes('bind')
-    )
-      continue;
-    const r = resolveSpec(e.spec, inspected);
-    if (typeof r === 'string') {
-      // An unmountable optional entry (noauto: a CD-ROM, a USB disk) is normal; anything else deserves a warning.
-      if (!e.options.includes('noauto') && !e.options.includes('nofail'))
-        warn(`fstab entry ${e.spec} on ${e.file}: ${r}`);
-      continue;
-    }
-    setMountpoint(r, isSwap ? 'swap' : e.file);
-  }
+  };
+  attribute(mapOf(fstabRefs), false);
 
   const osr = root.osRelease;
   const base: Inspection = { disks: inspected, machine, warnings };
@@ -585,6 +553,16 @@ export async function inspect(disks: InspectDisk[], opts: InspectOptions): Promi
     const r = gm.root;
     const kernels = await findKernels(r);
     const boot = await findBootloader(r);
+    // The rest of what the guest says about its devices, now that /boot and /etc are there.
+    const reader: GuestReader = { read: (p) => readGuest(r, p), list: (p) => listGuest(r, p) };
+    const crypttab = await readGuest(r, '/etc/crypttab');
+    const resume = await readGuest(r, INITRAMFS_RESUME);
+    const deviceMap = mapOf([
+      ...fstabRefs,
+      ...(crypttab === null ? [] : crypttabReferences(crypttab)),
+      ...(resume === null ? [] : resumeReferences(resume)),
+      ...kernelArgReferences(await kernelCommandLines(reader, boot)),
+    ]);
     os = {
       distro: osr.ID ?? 'unknown',
       distroLike: (osr.ID_LIKE ?? '').split(/\s+/).filter(Boolean),
@@ -600,10 +578,20 @@ export async function inspect(disks: InspectDisk[], opts: InspectOptions): Promi
       initSystem: await findInitSystem(r),
       networkConfig: await findNetworkConfig(r),
       root: root.ref,
+      deviceMap,
     };
   } finally {
     await gm.unmountAll();
   }
+  attribute(os.deviceMap, true);
+  for (const m of os.deviceMap.disks)
+    log.debug(`the guest's ${guestDiskPath(m.guestDisk)} is disk ${m.index}: ${m.evidence}`);
+  for (const c of os.deviceMap.conflicts) warn(c);
+  for (const u of os.deviceMap.undecided.filter((x) => x.matters))
+    warn(
+      `which exported disk is the guest's ${guestDiskPath(u.guestDisk)} (${u.references.join('; ')}) cannot be told: ` +
+        `give --map-device ${guestDiskPath(u.guestDisk)}=N`,
+    );
   if (os.kernels.length === 0) warn('no kernel found in /boot: the guest will not boot as it is');
   for (const k of os.kernels) if (!k.hasModules) warn(`kernel ${k.version} has no /lib/modules/${k.version}`);
   log.info(

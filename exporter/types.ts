@@ -1,3 +1,5 @@
+import type { GuestDeviceMap } from '../guest/device-map.js';
+
 /**
  * Inspection: what the exporter found on the source disks, as plain data. It
  * is produced once (exporter/inspect), printed by `p2v-export --inspect`, given
@@ -16,6 +18,8 @@ export interface InspectedPartition {
   type: string;
   /** GPT partition UUID or the MBR "disk-id-NN" PARTUUID. */
   partUuid?: string;
+  /** GPT partition name (PARTLABEL=). */
+  partLabel?: string;
   bootable?: boolean;
   /** blkid TYPE: "ext4", "xfs", "swap", "vfat", "LVM2_member", …; undefined when blkid found nothing. */
   fsType?: string;
@@ -30,8 +34,14 @@ export interface InspectedDisk {
   index: number;
   /** What the user named: /dev/sda or an image file. */
   source: string;
-  /** Name of the disk on the source machine (sda, nvme0n1, vda), used to map fstab device names. */
+  /**
+   * The LIVE system's name of the disk (loop0, sdb, nvme0n1; for an image file
+   * sd<letter> by position), for messages only. It says nothing about the name
+   * the guest gave the disk: that is `InspectedOs.deviceMap`.
+   */
   sourceName: string;
+  /** by-id/by-path links the live system has for this device ("disk/by-id/ata-X"): they name the hardware. */
+  hardwareLinks?: string[];
   size: number;
   partitionTable: PartitionTableType;
   /** MBR disk identifier or GPT disk GUID. */
@@ -78,6 +88,12 @@ export interface InspectedOs {
   networkConfig: NetworkConfigSystem[];
   /** Which (disk, partition) holds / ; partition 0 means the whole disk. */
   root: { disk: number; partition: number };
+  /**
+   * Which exported disk each disk name of the guest (sda, nvme0n1, cciss/c0d0)
+   * is, from the guest's own fstab, crypttab and kernel command lines
+   * (guest/device-map.ts). Fixups rename devices through it only.
+   */
+  deviceMap: GuestDeviceMap;
 }
 
 /** Everything inspection learned. `os` is absent for data-only disks. */

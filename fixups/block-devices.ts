@@ -7,11 +7,17 @@
  * used only for a partition with neither (a raw swap, an unformatted device).
  * UUID=, LABEL=, PARTUUID=, LVM/MD names and non-disk entries (proc, tmpfs,
  * nfs, bind mounts) are left as they are, as is every line we do not change.
+ *
+ * Which exported disk a guest disk name is comes from the Inspection's device
+ * map. When a name the guest needs to boot is undecided there, planning stops
+ * with INSPECTION (before anything is sent) and says how to map it.
  */
 import type { Inspection } from '../exporter/types.js';
+import { requireResolved } from '../guest/device-map.js';
+import { parseDeviceSpec } from '../guest/device-names.js';
 import { planBootArgs } from './boot-args.js';
 import type { Logger } from '../lib/log.js';
-import { parseDeviceName, stableDeviceName } from './device-names.js';
+import { stableDeviceName } from './device-names.js';
 import { guestFiles, writeIfChanged, type GuestFiles } from './guest-files.js';
 import { isComment, lines } from './text.js';
 import type { Change, Fixup, FixupContext, HypervisorProfile } from './types.js';
@@ -40,15 +46,16 @@ export function mapTableField(text: string, field: number, map: Mapper, notes: s
 function mapper(inspection: Inspection, hv: HypervisorProfile, log: Logger): Mapper {
   const warned = new Set<string>();
   return (dev) => {
-    if (!dev.startsWith('/dev/')) return null;
-    const to = stableDeviceName(inspection, hv, dev);
-    const diskName =
-      parseDeviceName(dev) !== null || dev.startsWith('/dev/disk/by-path/') || dev.startsWith('/dev/disk/by-id/');
-    if (to === null && diskName && !warned.has(dev)) {
+    // Only names of a guest disk change; UUID=, LABEL=, PARTUUID=, by-uuid, LVM and MD names are stable already.
+    if (parseDeviceSpec(dev)?.kind !== 'disk') return null;
+    const r = stableDeviceName(inspection, hv, dev);
+    if ('to' in r) return r.to;
+    // Only names the guest can boot without get here (requireResolved refused the others).
+    if (!warned.has(dev)) {
       warned.add(dev);
       log.warn(`the guest names ${dev}, which is on none of the exported disks: left as it is`);
     }
-    return to;
+    return null;
   };
 }
 
@@ -102,6 +109,7 @@ export const blockDevices: Fixup = {
     const out = { fixup: 'block-devices', summary: [] as string[], changes: [] as Change[] };
     const os = ctx.inspection.os;
     if (!os) return out;
+    requireResolved(os.deviceMap);
     const files = guestFiles(ctx);
     const map = mapper(ctx.inspection, ctx.options.hypervisor, ctx.log);
     const notes: string[] = [];

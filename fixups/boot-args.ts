@@ -1,7 +1,8 @@
 /**
- * Kernel command lines of every boot entry the guest has: the `linux` lines of
- * the generated grub.cfg (`kernel` lines of a grub-legacy menu.lst, `APPEND`
- * lines of extlinux.conf), BLS entries
+ * Edits the kernel command lines of every boot entry the guest has (which
+ * files and lines: guest/boot-configs.ts, shared with inspection): the `linux`
+ * lines of the generated grub.cfg (`kernel` lines of a grub-legacy menu.lst,
+ * `APPEND` lines of extlinux.conf), BLS entries
  * (/boot/loader/entries/*.conf `options`, with RHEL 8's `$kernelopts` kept in
  * grubenv, and /etc/kernel/cmdline for the next kernel-install) and
  * /etc/default/grub for the next grub-mkconfig.
@@ -14,6 +15,14 @@
  * target agree with it.
  */
 import type { InspectedOs } from '../exporter/types.js';
+import {
+  BLS_DIR,
+  BLS_OPTIONS,
+  bootEntryConfigs,
+  DEFAULT_GRUB,
+  GRUBENV,
+  KERNEL_CMDLINE,
+} from '../guest/boot-configs.js';
 import { P2vError } from '../lib/errors.js';
 import type { GuestFiles } from './guest-files.js';
 import { writeIfChanged } from './guest-files.js';
@@ -22,16 +31,7 @@ import type { Change } from './types.js';
 
 export type ArgsEdit = (args: string[]) => string[];
 
-const GRUB_LINUX = /^(\s*(?:linux|linux16|linuxefi)\s+\S+)(.*)$/;
-const LEGACY_KERNEL = /^(\s*kernel\s+\S+)(.*)$/;
-const EXTLINUX_APPEND = /^(\s*append)((?:\s.*)?)$/i;
-/** Where grub-legacy and extlinux keep their one file (Inspection names only the bootloader). */
-const LEGACY_CONFIGS = ['/boot/grub/menu.lst', '/boot/grub/grub.conf'];
-const EXTLINUX_CONFIGS = ['/boot/extlinux/extlinux.conf', '/boot/syslinux/syslinux.cfg'];
-const BLS_OPTIONS = /^(\s*options)(\s.*)?$/;
-const GRUBENV = ['/boot/grub2/grubenv', '/boot/grub/grubenv'];
 const GRUBENV_SIZE = 1024;
-const KERNEL_CMDLINE = '/etc/kernel/cmdline';
 
 function editLines(text: string, re: RegExp, edit: ArgsEdit): string {
   const ls = lines(text);
@@ -84,12 +84,7 @@ export async function planBootArgs(
   opts: BootArgsOptions = {},
 ): Promise<Change[]> {
   const changes: Change[] = [];
-  const configs: [string, RegExp][] = os.grubConfigs.map((c) => [
-    c,
-    /(menu\.lst|grub\.conf)$/.test(c) ? LEGACY_KERNEL : GRUB_LINUX,
-  ]);
-  if (os.bootloader === 'grub-legacy') for (const c of LEGACY_CONFIGS) configs.push([c, LEGACY_KERNEL]);
-  if (os.bootloader === 'extlinux') for (const c of EXTLINUX_CONFIGS) configs.push([c, EXTLINUX_APPEND]);
+  const configs = bootEntryConfigs(os);
   const seen = new Set<string>();
   for (const [cfg, re] of configs) {
     const host = await files.hostPath(cfg);
@@ -101,9 +96,9 @@ export async function planBootArgs(
   }
   if (os.blsEntries) {
     let usesKernelopts = false;
-    for (const name of await files.list('/boot/loader/entries')) {
+    for (const name of await files.list(BLS_DIR)) {
       if (!name.endsWith('.conf')) continue;
-      const path = `/boot/loader/entries/${name}`;
+      const path = `${BLS_DIR}/${name}`;
       const before = await files.read(path);
       if (before === null) continue;
       if (/^\s*options\s.*\$kernelopts/m.test(before)) usesKernelopts = true;
@@ -129,7 +124,7 @@ export async function planBootArgs(
   }
   const vars = opts.defaultGrubVars ?? [];
   if (vars.length > 0 && os.bootloader === 'grub2') {
-    const before = await files.read('/etc/default/grub');
+    const before = await files.read(DEFAULT_GRUB);
     if (before !== null) {
       let after = before;
       for (const v of vars) {
@@ -137,7 +132,7 @@ export async function planBootArgs(
         if (cur === undefined) continue;
         after = setShellVar(after, v, editArgs(cur, edit));
       }
-      changes.push(...writeIfChanged('/etc/default/grub', before, after));
+      changes.push(...writeIfChanged(DEFAULT_GRUB, before, after));
     }
   }
   return changes;

@@ -1,15 +1,18 @@
 /**
  * The fixups acceptance: a real Debian bookworm machine (debian-machine.ts:
  * /dev/sda names, eth0 pinned to the old MAC, static address, tty0 console)
- * exported with
+ * attached to a read-only loop device, as a live image sees a disk under a
+ * name that is not the guest's (loopN, not sda), and exported with
  *
- *   p2v-export --hypervisor kvm --hostname newname --ip 10.0.0.5/24 --ovf | p2v-import --raw R
+ *   p2v-export --disk /dev/loopN --hypervisor kvm --hostname newname --ip 10.0.0.5/24 --ovf | p2v-import --raw R
  *
  * boots under qemu the way Ganeti's kvm hypervisor runs it: virtio disk,
  * virtio NIC with a NEW MAC, serial console (TCG: no nested KVM here). Its
  * own p2v-check.service then reports hostname, root device, swap and
- * addresses on the console. The same machine exported for xen-pvm must get
- * its console moved to hvc0.
+ * addresses on the console: root must be on the virtio disk, mapped from
+ * the guest's own sda by its device map. The same machine exported from the
+ * image file for xen-pvm must get its console moved to hvc0. (The image-file
+ * path of the kvm export is covered by test/guest/export-device-names.test.ts.)
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitSerial } from '../helpers/ganeti.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { buildDebianMachine, CHECK_LINE, inspectRoot, type DebianMachine } from './debian-machine.js';
-import { expectNoLeftovers, expectPipelineOk, sh, sha256File, shellPipeline, tool } from './support.js';
+import { expectNoLeftovers, expectPipelineOk, leftovers, sh, sha256File, shellPipeline, tool } from './support.js';
 
 const NEW_MAC = '52:54:00:aa:bb:cc';
 const BAD_BOOT = /emergency mode|Timed out waiting for device|Dependency failed for|ALERT!|Kernel panic/i;
@@ -28,17 +31,18 @@ let machine: DebianMachine;
 let sourceSha = '';
 let qemu: ResultPromise | undefined;
 
-/** Export `machine` for `hypervisor` with `extra` options and decode it to a raw disk; returns its path. */
-async function exportToRaw(hypervisor: string, extra: string[], name: string): Promise<string> {
+/** Export `disk` (the machine's image or a device over it) for `hypervisor` and decode it to a raw disk; returns its path. */
+async function exportToRaw(disk: string, hypervisor: string, extra: string[], name: string): Promise<string> {
   const rawDir = join(work, `raw-${name}`);
   const r = await shellPipeline(
-    `${tool('p2v-export')} ${sh('--disk', machine.path, '--hypervisor', hypervisor, ...extra, '--ovf', '--progress', 'none')}` +
+    `${tool('p2v-export')} ${sh('--disk', disk, '--hypervisor', hypervisor, ...extra, '--ovf', '--progress', 'none')}` +
       ` | ${tool('p2v-import')} ${sh('--staging', join(work, 'staging'), '--name', name, '--raw', rawDir, '--progress', 'none')}`,
     { TMPDIR: join(work, 'tmp') },
   );
   expectPipelineOk(r);
   process.stderr.write(`boot-kvm: export for ${hypervisor} took ${r.seconds.toFixed(1)} s\n${r.stderr}`);
-  await expectNoLeftovers(work);
+  // The source's own loop device (when exporting from one) is the test's, not a leftover of the export.
+  expect((await leftovers(work)).filter((l) => !l.startsWith(`loop: ${disk}: `))).toEqual([]);
   expect(await sha256File(machine.path)).toBe(sourceSha);
   const raws = await readdir(rawDir);
   expect(raws).toEqual([`${name}-disk0.raw`]);
@@ -63,9 +67,25 @@ afterAll(async () => {
 }, 120_000);
 
 describe('a Debian machine moved to kvm boots with its new identity', () => {
-  it('boots under qemu (virtio disk, virtio NIC with a new MAC) to login, with hostname, root, swap and address fixed', async () => {
-    const raw = await exportToRaw('kvm', ['--hostname', 'newname', '--ip', '10.0.0.5/24'], 'newname');
+  it('exported from a loop device (live name loopN, guest name sda), boots under qemu (virtio disk, new MAC) to login, with hostname, root, swap and address fixed', async () => {
+    const loop = (await execa('losetup', ['--find', '--show', '--read-only', machine.path])).stdout.trim();
+    let raw: string;
+    try {
+      expect(loop).toMatch(/^\/dev\/loop\d+$/);
+      raw = await exportToRaw(loop, 'kvm', ['--hostname', 'newname', '--ip', '10.0.0.5/24'], 'newname');
+    } finally {
+      await execa('losetup', ['-d', loop], { reject: false });
+    }
+    await expectNoLeftovers(work);
     expect((await stat(raw)).size).toBe(machine.size);
+    await inspectRoot(raw, machine, join(work, 'kvm-mnt'), async (root) => {
+      const fstab = await readFile(join(root, 'etc/fstab'), 'utf8');
+      expect(fstab).toMatch(new RegExp(`^UUID=${machine.rootUuid}\\s+/\\s`, 'm'));
+      expect(fstab).toMatch(new RegExp(`^UUID=${machine.swapUuid}\\s+none\\s+swap`, 'm'));
+      const grub = await readFile(join(root, 'boot/grub/grub.cfg'), 'utf8');
+      expect(grub).toContain(`root=UUID=${machine.rootUuid} `);
+      expect(await readFile(join(root, 'etc/hosts'), 'utf8')).toMatch(/^10\.0\.0\.5\tnewname\.example\.org\tnewname$/m);
+    });
 
     const log = join(work, 'serial.log');
     const t0 = performance.now();
@@ -109,7 +129,7 @@ describe('a Debian machine moved to kvm boots with its new identity', () => {
   });
 
   it('exported for xen-pvm, the console moves to hvc0 (getty and kernel command line)', async () => {
-    const raw = await exportToRaw('xen-pvm', [], 'xenpvm');
+    const raw = await exportToRaw(machine.path, 'xen-pvm', [], 'xenpvm');
     await inspectRoot(raw, machine, join(work, 'xen-mnt'), async (root) => {
       const wants = await readdir(join(root, 'etc/systemd/system/getty.target.wants'));
       expect(wants).toContain('serial-getty@hvc0.service');

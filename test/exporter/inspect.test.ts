@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { inspect, parseFstab, parseOsRelease, resolveSpec, compareKernelVersions } from '../../exporter/inspect.js';
+import { inspect, parseFstab, parseOsRelease, compareKernelVersions } from '../../exporter/inspect.js';
 import { formatInspection } from '../../exporter/inspect-format.js';
-import type { InspectedDisk, Inspection } from '../../exporter/types.js';
+import type { Inspection } from '../../exporter/types.js';
 import { memoryLogger } from '../../lib/log.js';
 import { buildSampleDisk, SAMPLE_KERNEL } from '../../lib/sample-disk.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
@@ -90,6 +90,17 @@ describe('inspect', () => {
           initSystem: 'systemd',
           networkConfig: ['ifupdown'],
           root: { disk: 0, partition: 1 },
+          deviceMap: {
+            disks: [
+              {
+                guestDisk: 'sda',
+                index: 0,
+                evidence: '/etc/fstab: /dev/sda1 on /: the root filesystem inspection found',
+              },
+            ],
+            undecided: [],
+            conflicts: [],
+          },
         },
         machine: MACHINE,
         warnings: [],
@@ -146,6 +157,10 @@ describe('inspect', () => {
       expect(i.os?.kernels.map((k) => k.version)).toEqual([SAMPLE_KERNEL]);
       expect(i.os?.root).toEqual({ disk: 0, partition: 2 });
       expect(i.os?.bootloader).toBe('grub2');
+      // The live name (nvme0n1) plays no part: the guest calls its disk sda, and its grub.cfg says where / is.
+      expect(i.os?.deviceMap.disks.map((m) => [m.guestDisk, m.index, m.evidence])).toEqual([
+        ['sda', 0, '/boot/grub/grub.cfg: /dev/sda2: the root filesystem inspection found'],
+      ]);
       expect(i.warnings).toEqual([]);
       await expectNoLeftovers(dir);
     });
@@ -282,38 +297,5 @@ describe('inspection parsers', () => {
     });
     expect(compareKernelVersions('6.1.0-18-amd64', '6.1.0-9-amd64')).toBeGreaterThan(0);
     expect(compareKernelVersions('5.10.0-28-amd64', '6.1.0-9-amd64')).toBeLessThan(0);
-  });
-
-  it('maps fstab device names to partitions', () => {
-    const disk = (index: number, sourceName: string, parts: number[]): InspectedDisk => ({
-      index,
-      source: `/dev/${sourceName}`,
-      sourceName,
-      size: 1 << 30,
-      partitionTable: 'gpt',
-      partitions: parts.map((n) => ({
-        number: n,
-        start: n << 20,
-        size: 1 << 20,
-        type: 'x',
-        partUuid: `pu-${index}-${n}`,
-        fsType: 'ext4',
-        fsUuid: `uu-${index}-${n}`,
-        fsLabel: `L ${index}${n}`,
-      })),
-    });
-    const disks = [disk(0, 'sda', [1, 2, 5]), disk(1, 'sdb', [1])];
-    expect(resolveSpec('/dev/sda5', disks)).toEqual({ disk: 0, partition: 5 });
-    expect(resolveSpec('/dev/vdb1', disks)).toEqual({ disk: 1, partition: 1 });
-    expect(resolveSpec('UUID=UU-1-1', disks)).toEqual({ disk: 1, partition: 1 });
-    expect(resolveSpec('LABEL=L 02', disks)).toEqual({ disk: 0, partition: 2 });
-    expect(resolveSpec('/dev/disk/by-label/L\\x2002', disks)).toEqual({ disk: 0, partition: 2 });
-    expect(resolveSpec('PARTUUID=pu-0-1', disks)).toEqual({ disk: 0, partition: 1 });
-    expect(resolveSpec('/dev/disk/by-partuuid/pu-1-1', disks)).toEqual({ disk: 1, partition: 1 });
-    expect(resolveSpec('/dev/nvme1n1p1', disks)).toEqual({ disk: 1, partition: 1 });
-    expect(resolveSpec('/dev/sdc1', disks)).toMatch(/not being exported/);
-    expect(resolveSpec('/dev/sda3', disks)).toMatch(/does not exist/);
-    expect(resolveSpec('/dev/mapper/vg-root', disks)).toMatch(/LVM/);
-    expect(resolveSpec('UUID=nope', disks)).toMatch(/no filesystem with UUID nope/);
   });
 });

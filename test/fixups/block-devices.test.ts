@@ -2,7 +2,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { blockDevices } from '../../fixups/block-devices.js';
-import { diskLetters, parseDeviceName, stableDeviceName } from '../../fixups/device-names.js';
+import { diskLetters, stableDeviceName } from '../../fixups/device-names.js';
+import { isP2vError } from '../../lib/errors.js';
 import { withTmpDir } from '../helpers/tmp.js';
 import { applyAndReplan, kinds, writes } from './check.js';
 import {
@@ -22,6 +23,7 @@ import {
   debianInspection,
   debianTree,
   grubenv,
+  mapped,
   rhelBls,
   rhelInspection,
   rhelTree,
@@ -31,27 +33,27 @@ import {
 } from './guests.js';
 
 describe('device names', () => {
-  it('parses kernel names of disks and partitions', () => {
-    expect(parseDeviceName('/dev/sda1')).toEqual({ disk: 'sda', partition: 1 });
-    expect(parseDeviceName('/dev/sdab12')).toEqual({ disk: 'sdab', partition: 12 });
-    expect(parseDeviceName('/dev/xvdb')).toEqual({ disk: 'xvdb', partition: 0 });
-    expect(parseDeviceName('/dev/nvme0n1p3')).toEqual({ disk: 'nvme0n1', partition: 3 });
-    expect(parseDeviceName('/dev/mmcblk0p1')).toEqual({ disk: 'mmcblk0', partition: 1 });
-    expect(parseDeviceName('/dev/cciss/c0d0p2')).toEqual({ disk: 'cciss/c0d0', partition: 2 });
-    expect(parseDeviceName('/dev/mapper/vg-root')).toBeNull();
-    expect(parseDeviceName('/dev/sr0')).toBeNull();
-    expect(parseDeviceName('/dev/md0')).toBeNull();
-    expect([0, 25, 26, 27, 701].map(diskLetters)).toEqual(['a', 'z', 'aa', 'ab', 'zz']);
-  });
-
-  it('prefers UUID, then LABEL, then the hypervisor name', () => {
+  it('prefers UUID, then LABEL, then the hypervisor name, through the device map only', () => {
     const i = rhelInspection();
-    expect(stableDeviceName(i, 'kvm', '/dev/sda1')).toBe(`UUID=${RHEL_BOOT_UUID}`);
-    expect(stableDeviceName(i, 'kvm', '/dev/sda3')).toBe('LABEL=swap0');
-    expect(stableDeviceName(i, 'kvm', '/dev/sdb2')).toBe('/dev/vdb2');
-    expect(stableDeviceName(i, 'xen-pvm', '/dev/sdb2')).toBe('/dev/xvdb2');
-    expect(stableDeviceName(i, 'kvm', '/dev/sdc1')).toBeNull();
-    expect(stableDeviceName(i, 'kvm', '/dev/sda9')).toBeNull();
+    const to = (hv: 'kvm' | 'xen-pvm', dev: string) => {
+      const r = stableDeviceName(i, hv, dev);
+      return 'to' in r ? r.to : null;
+    };
+    expect(to('kvm', '/dev/sda1')).toBe(`UUID=${RHEL_BOOT_UUID}`);
+    expect(to('kvm', '/dev/sda3')).toBe('LABEL=swap0');
+    expect(to('kvm', '/dev/sdb2')).toBe('/dev/vdb2');
+    expect(to('xen-pvm', '/dev/sdb2')).toBe('/dev/xvdb2');
+    expect(to('kvm', '/dev/sdc1')).toBeNull();
+    expect(to('kvm', '/dev/sda9')).toBeNull();
+    expect([0, 25, 26, 27, 701].map(diskLetters)).toEqual(['a', 'z', 'aa', 'ab', 'zz']);
+    // The live names (sda, disk/by-path/…) play no part: only the map does.
+    i.os!.deviceMap = mapped(['sda', 1], ['sdb', 0]);
+    expect(to('kvm', '/dev/sda1')).toBe('UUID=5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9');
+    expect(to('kvm', '/dev/sdb2')).toBe(`UUID=${RHEL_ROOT_UUID}`);
+    i.os!.deviceMap = mapped();
+    expect(stableDeviceName(i, 'kvm', '/dev/sda1')).toEqual({
+      why: '/dev/sda1 names a disk (/dev/sda) that is not matched to an exported disk',
+    });
   });
 });
 
@@ -195,6 +197,41 @@ title CentOS (2.6.32-754.el6.x86_64)
           `APPEND root=UUID=${DEBIAN_ROOT_UUID} ro`,
         ),
       });
+    });
+  });
+
+  it('refuses, before changing anything, when the device map left a name the guest boots with undecided', async () => {
+    await withTmpDir('bd', async (root) => {
+      await writeTree(root, debianTree());
+      const insp = debianInspection();
+      insp.os!.deviceMap = {
+        disks: [],
+        undecided: [
+          {
+            guestDisk: 'sda',
+            candidates: [0, 1],
+            references: ['/etc/fstab: /dev/sda1 on /'],
+            matters: true,
+          },
+        ],
+        conflicts: [],
+      };
+      const e = await blockDevices.plan(context(root, insp)).catch((x: unknown) => x);
+      expect(isP2vError(e, 'INSPECTION')).toBe(true);
+      expect((e as Error).message).toBe(
+        'cannot tell which exported disk the guest calls /dev/sda (/etc/fstab: /dev/sda1 on /): disks 0 and 1 both fit',
+      );
+      expect((e as { hint: string }).hint).toMatch(/^say it with --map-device \/dev\/sda=0 /);
+      // An undecided name that does not matter (noauto) is only left alone.
+      insp.os!.deviceMap = mapped(['sda', 0]);
+      insp.os!.deviceMap.undecided.push({
+        guestDisk: 'sdc',
+        candidates: [],
+        references: ['/etc/fstab: /dev/sdc1 on /mnt/usb'],
+        matters: false,
+      });
+      const plan = await blockDevices.plan(context(root, insp));
+      expect(writes(plan)['/etc/fstab']).toContain(`UUID=${DEBIAN_ROOT_UUID}`);
     });
   });
 });

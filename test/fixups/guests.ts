@@ -7,6 +7,7 @@
 import { chmod, mkdir, readFile, readdir, lstat, readlink, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Inspection, InspectedOs } from '../../exporter/types.js';
+import type { GuestDeviceMap } from '../../guest/device-map.js';
 import { memoryLogger } from '../../lib/log.js';
 import type { FixupContext, FixupOptions } from '../../fixups/types.js';
 
@@ -56,6 +57,15 @@ export function context(
   return { root, inspection, options: { hypervisor: 'kvm', ...options }, log: memoryLogger('p2v-export') };
 }
 
+/** A device map as inspection decides it, for fixtures: guest disk key → exported disk index. */
+export function mapped(...pairs: [string, number][]): GuestDeviceMap {
+  return {
+    disks: pairs.map(([guestDisk, index]) => ({ guestDisk, index, evidence: 'fixture' })),
+    undecided: [],
+    conflicts: [],
+  };
+}
+
 const machine = { cpus: 2, memoryMiB: 2048, nics: [{ name: 'ens3', mac: '52:54:00:12:34:56' }] };
 
 function os(over: Partial<InspectedOs>): InspectedOs {
@@ -74,6 +84,7 @@ function os(over: Partial<InspectedOs>): InspectedOs {
     initSystem: 'systemd',
     networkConfig: ['ifupdown'],
     root: { disk: 0, partition: 1 },
+    deviceMap: mapped(['sda', 0]),
     ...over,
   };
 }
@@ -281,8 +292,9 @@ export function debianInspection(): Inspection {
     disks: [
       {
         index: 0,
-        source: '/dev/sda',
-        sourceName: 'sda',
+        // The live image's USB stick is sda: the guest's sda is the live system's sdb.
+        source: '/dev/sdb',
+        sourceName: 'sdb',
         size: 8 << 30,
         partitionTable: 'dos',
         diskId: '0x5d3c2b1a',
@@ -426,6 +438,7 @@ export function ubuntuInspection(): Inspection {
       hostname: 'ubuntu-srv',
       networkConfig: ['netplan'],
       root: { disk: 0, partition: 2 },
+      deviceMap: mapped(['nvme0n1', 0]),
     }),
     machine,
     warnings: [],
@@ -609,7 +622,8 @@ export function rhelInspection(): Inspection {
       {
         index: 1,
         source: '/dev/disk/by-path/pci-0000:00:1f.2-ata-2',
-        sourceName: 'sdb',
+        sourceName: 'disk/by-path/pci-0000:00:1f.2-ata-2',
+        hardwareLinks: ['disk/by-path/pci-0000:00:1f.2-ata-2'],
         size: 10 << 30,
         partitionTable: 'dos',
         partitions: [
@@ -645,6 +659,7 @@ export function rhelInspection(): Inspection {
       blsEntries: true,
       networkConfig: ['networkmanager', 'ifcfg'],
       root: { disk: 0, partition: 2 },
+      deviceMap: mapped(['disk/by-path/pci-0000:00:1f.2-ata-2', 1], ['sda', 0], ['sdb', 1]),
     }),
     machine: { ...machine, nics: [{ name: 'ens192', mac: '00:50:56:9a:12:34' }] },
     warnings: [],
@@ -715,6 +730,7 @@ export function sysvInspection(): Inspection {
     prettyName: 'Debian GNU/Linux 7 (wheezy)',
     initSystem: 'sysvinit',
     kernels: [],
+    deviceMap: mapped(['hda', 0]),
   });
   return i;
 }

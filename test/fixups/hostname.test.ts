@@ -6,9 +6,57 @@ import { applyAndReplan, kinds, writes } from './check.js';
 import { DEBIAN_HOSTS, context, debianInspection, debianTree, rhelInspection, rhelTree, writeTree } from './guests.js';
 
 describe('hostname', () => {
-  it('applies only with --hostname', () => {
+  it('applies with --hostname, --ip or --dhcp', () => {
     expect(hostname.appliesTo({ hypervisor: 'kvm' })).toBe(false);
     expect(hostname.appliesTo({ hypervisor: 'kvm', hostname: 'x' })).toBe(true);
+    expect(hostname.appliesTo({ hypervisor: 'kvm', ip: '10.0.0.5/24' })).toBe(true);
+    expect(hostname.appliesTo({ hypervisor: 'kvm', dhcp: true })).toBe(true);
+  });
+
+  it('the host line moves to the new --ip with the new name; other hosts and localhost lines stay true', async () => {
+    await withTmpDir('hn', async (root) => {
+      const hosts =
+        '127.0.0.1\tlocalhost\n192.0.2.10\toldbox.example.org\toldbox\twww # web\n192.0.2.11\tdb.example.org db\n::1\tlocalhost ip6-localhost\n';
+      await writeTree(root, { ...debianTree(), '/etc/hosts': hosts });
+      const opts = { hostname: 'web1.example.net', ip: '10.0.0.5/24' };
+      const plan = await hostname.plan(context(root, debianInspection(), opts));
+      expect(writes(plan)['/etc/hosts']).toBe(
+        '127.0.0.1\tlocalhost\n10.0.0.5\tweb1.example.net\tweb1\twww # web\n192.0.2.11\tdb.example.org db\n::1\tlocalhost ip6-localhost\n',
+      );
+      expect(plan.summary).toContain('/etc/hosts: host name web1.example.net at 10.0.0.5');
+      await applyAndReplan(root, hostname, debianInspection(), opts, plan, [
+        '/etc/hostname',
+        '/etc/hosts',
+        '/etc/mailname',
+      ]);
+    });
+  });
+
+  it('--ip alone moves the host line and touches nothing else; --dhcp moves it to 127.0.1.1', async () => {
+    await withTmpDir('hn', async (root) => {
+      const hosts = '127.0.0.1 localhost\n127.0.1.1 oldbox.example.org oldbox\n192.0.2.10 oldbox.example.org oldbox\n';
+      await writeTree(root, { ...debianTree(), '/etc/hosts': hosts });
+      const ip = await hostname.plan(context(root, debianInspection(), { ip: '2001:db8::5/64' }));
+      expect(kinds(ip)).toEqual(['write /etc/hosts']);
+      // Both lines named this machine at its own addresses: they are one line at the new address now.
+      expect(writes(ip)['/etc/hosts']).toBe('127.0.0.1 localhost\n2001:db8::5 oldbox.example.org oldbox\n');
+      const dhcp = await hostname.plan(context(root, debianInspection(), { dhcp: true, hostname: 'n1' }));
+      expect(writes(dhcp)['/etc/hosts']).toBe('127.0.0.1 localhost\n127.0.1.1 n1.example.org n1\n');
+      // Without a new address the old one is still true: renamed in place.
+      const same = await hostname.plan(context(root, debianInspection(), { hostname: 'n1' }));
+      expect(writes(same)['/etc/hosts']).toBe(
+        '127.0.0.1 localhost\n127.0.1.1 n1.example.org n1\n192.0.2.10 n1.example.org n1\n',
+      );
+    });
+  });
+
+  it('adds the host at the --ip address when no line names it', () => {
+    expect(
+      renameInHosts('127.0.0.1 localhost\n', 'old', 'new.example.org', { kind: 'static', address: '10.0.0.5' }),
+    ).toBe('127.0.0.1 localhost\n10.0.0.5\tnew.example.org new\n');
+    expect(renameInHosts('127.0.0.1 localhost old\n', 'old', 'new', { kind: 'static', address: '10.0.0.5' })).toBe(
+      '127.0.0.1 localhost new\n',
+    );
   });
 
   it('Debian 12: hostname, the 127.0.1.1 line and mailname; the rest of /etc/hosts stays', async () => {

@@ -16,7 +16,7 @@ describe('site-hooks', () => {
       await writeTree(hooks, {
         '/20-motd': {
           mode: 0o755,
-          text: '#!/bin/sh\nset -e\necho "hello from $P2V_HYPERVISOR"\necho "Ganeti instance" > "$P2V_GUEST_ROOT/etc/motd"\ngrep -q \'"sourceName": "sda"\' "$P2V_INSPECTION"\necho warn-line >&2\n',
+          text: '#!/bin/sh\nset -e\necho "hello from $P2V_HYPERVISOR"\necho "Ganeti instance" > "$P2V_GUEST_ROOT/etc/motd"\ngrep -q \'"guestDisk": "sda"\' "$P2V_INSPECTION"\necho warn-line >&2\n',
         },
         '/10-first': { mode: 0o755, text: '#!/bin/sh\necho first\n' },
         '/README': 'not a hook\n',
