@@ -1,19 +1,26 @@
 /**
- * p2v-export: the source-side command line. Options are checked before any
- * resource is opened, so a typo never leaves an overlay running.
+ * p2v-export: the source-side command line. Every option value is checked
+ * before any resource is opened (with the validators the fixups use), then
+ * root, then the source disks and the output file: a typo never leaves an
+ * overlay running, and the first mistakes get their own diagnosis.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { writeFile } from 'node:fs/promises';
-import { runCli } from '../lib/cli.js';
+import { stat, writeFile } from 'node:fs/promises';
+import { helpAt80, refuseDashValues, requireRoot, runCli } from '../lib/cli.js';
 import { P2vError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
+import { closeProgressOut, openProgressFd } from '../lib/progress.js';
 import { parseSize } from '../lib/units.js';
+import { toolVersion } from '../lib/version.js';
+import { checkHostname } from '../fixups/hostname.js';
+import { ipSettings } from '../fixups/ip-config.js';
 import { runExport, type ExportOutput } from './export.js';
 import { formatReport } from './report.js';
 import { parseSshTarget } from './ssh-transport.js';
 import type { HypervisorProfile } from '../fixups/types.js';
+import { parseMapDevice, type DeviceMapping } from '../guest/device-names.js';
 
-const collect = (v: string, prev: string[]) => [...prev, v];
+const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
 
 function intIn(min: number, max: number) {
   return (v: string) => {
@@ -24,75 +31,91 @@ function intIn(min: number, max: number) {
   };
 }
 
+const MiB = 2 ** 20;
+
 export function buildProgram(): Command {
-  return new Command('p2v-export')
+  const program = new Command('p2v-export')
     .description(
-      'Export a physical Linux machine as an OVF/OVA stream for Ganeti.\n' +
-        'Puts an nbdkit copy-on-write overlay over every source disk (the source is never written),\n' +
-        'inspects and fixes the guest up for its hypervisor, trims free space, and streams\n' +
-        'streamOptimized VMDK disks in an OVA with a SHA256 manifest.\n\n' +
-        'Examples:\n' +
-        '  p2v-export --disk /dev/sda --hypervisor kvm --ovf | ssh stager p2v-import\n' +
-        '  p2v-export --disk /dev/sda --ssh p2v@stager --host-key SHA256:…\n' +
-        '  p2v-export --disk /dev/sda -o machine.ova\n' +
-        '  p2v-export --disk /dev/sda --inspect --json',
+      'Export a physical Linux machine as an OVF/OVA stream for Ganeti.\n\n' +
+        'Puts an nbdkit copy-on-write overlay over every source disk (the source is ' +
+        'never written), inspects the guest and fixes it up for its hypervisor, ' +
+        'trims free space, and streams streamOptimized VMDK disks in an OVA with a ' +
+        'SHA256 manifest. Runs as root, on the machine booted from a live image.',
     )
-    .requiredOption(
-      '-d, --disk <path>',
-      'source disk (block device or image file); repeat for more disks, boot disk first',
-      collect,
-      [],
-    )
+    .version(`p2v-export ${toolVersion()}`, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit')
+    .option('-d, --disk <path>', 'source disk (repeat; boot disk first)', collect)
     .option('--ovf', 'stream the OVA to standard output (chunked)')
-    .option('-o, --output <file>', 'write a standard single-file OVA to FILE ("-" = standard output, chunked)')
-    .option('--ssh <user@host[:port]>', 'run the receiver on the stager over SSH and stream to it')
-    .option('--key <file>', 'SSH private key (default: ssh-agent, then ~/.ssh/id_*)')
-    .option('--host-key <fingerprint>', 'pinned stager host key, SHA256:… (default: known_hosts)')
-    .option('--known-hosts <file>', 'known_hosts file to check the stager key against', collect, [])
-    .option('--remote-command <cmd>', 'receiver command run on the stager (or the target, with --direct)')
-    .option(
-      '--direct <user@target[:port]>',
-      "direct path: stream disk 0 onto the RAM-booted target instance's own disk, which then powers off",
-    )
-    .option('--target-device <dev>', "with --direct: the target's disk to overwrite", '/dev/vda')
-    .option('--inspect', 'inspect the source disks, print what was found, and stop')
+    .option('-o, --output <file>', 'write a single-file OVA ("-": stdout, chunked)')
+    .option('--force', 'with -o: replace FILE if it exists')
+    .option('--ssh <user@host>', 'stream to p2v-import over SSH (user@host[:port])')
+    .option('--key <file>', 'SSH private key (else ssh-agent, ~/.ssh/id_*)')
+    .option('--host-key <sha256>', 'stager host key, SHA256:… (else known_hosts)')
+    .option('--known-hosts <file>', 'known_hosts file for the host key (repeatable)', collect)
+    .option('--remote-command <cmd>', 'receiver command to run on the stager or target')
+    .option('--direct <user@host>', "stream disk 0 onto a RAM-booted target's own disk")
+    .option('--target-device <dev>', 'with --direct: disk to write (default /dev/vda)')
+    .option('--inspect', 'print what the source disks hold, and stop')
     .option('--json', 'with --inspect: print JSON')
-    .option('--dry-run', 'print every planned fixup as a unified diff and stop; nothing is sent')
-    .addOption(
-      new Option('--hypervisor <profile>', 'target hypervisor profile')
-        .choices(['kvm', 'xen-pvm', 'xen-hvm'])
-        .default('kvm'),
-    )
-    .option('--hostname <name>', 'new hostname for the moved machine')
-    .option('--ip <address/prefix>', 'static IPv4/IPv6 address of the primary interface')
+    .option('--dry-run', 'print the planned fixups as diffs, and stop')
+    .option('--hypervisor <profile>', 'kvm (default), xen-pvm or xen-hvm', hypervisorProfile)
+    .option('--hostname <name>', 'new host name of the moved machine')
+    .option('--ip <addr/prefix>', 'static address of the primary interface')
     .option('--gateway <address>', 'default gateway')
-    .option('--dns <address>', 'DNS server (repeatable)', collect, [])
+    .option('--dns <address>', 'DNS server (repeatable)', collect)
     .option('--dhcp', 'configure the primary interface for DHCP')
-    .option('--hooks <dir>', 'run the executables in DIR (name order) on the mounted guest before sending')
-    .option('--no-fixups', 'copy the disks as they are (still overlay-protected and sparsified)')
-    .option('--name <name>', 'instance name (default: the new or current hostname)')
+    .option('--hooks <dir>', "run DIR's executables on the guest before sending")
+    .option('--no-fixups', 'copy the disks as they are (still trimmed)')
+    .option(
+      '--map-device <guest=index>',
+      "the guest's disk GUEST is exported disk INDEX (--disk order, from 0), e.g. /dev/sda=0; repeatable",
+      (v: string, prev: DeviceMapping[] | undefined) => [...(prev ?? []), parseMapDevice(v)],
+    )
+    .option('--name <name>', 'instance name (default: the host name)')
     .option('--cpus <n>', 'vCPUs (default: those of this machine)', intIn(1, 1024))
     .option('--memory <size>', 'memory, e.g. 4G (default: that of this machine)')
-    .option('--compress-level <n>', 'zlib level of the VMDK grains, 0-9', intIn(0, 9))
+    .option('--compress-level <n>', 'zlib level of the VMDK grains, 0-9 (default 1)', intIn(0, 9))
     .option('--chunk-size <size>', 'OVA chunk size when streaming (default 64M)')
     .addOption(
-      new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'json', 'none']).default('auto'),
+      new Option('--progress <mode>', 'stderr progress line: auto (default), tty or none').argParser(progressMode),
     )
+    .option('--progress-fd <n>', 'JSON progress lines to descriptor N', intIn(0, 65535))
     .option('--report <file>', 'write the export report as JSON to FILE')
     .option('-v, --verbose', 'more log lines')
     .option('-q, --quiet', 'only warnings and errors')
     .option('--debug', 'stack traces on errors')
-    .showHelpAfterError('(run p2v-export --help for usage)');
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  p2v-export --disk /dev/sda --hypervisor kvm --ovf | ssh p2v@stager p2v-import\n' +
+        '  p2v-export --disk /dev/sda --ssh p2v@stager --host-key SHA256:…\n' +
+        '  p2v-export --disk /dev/sda -o machine.ova\n' +
+        '  p2v-export --disk /dev/sda --inspect\n',
+    );
+  return helpAt80(program);
+}
+
+function hypervisorProfile(v: string): HypervisorProfile {
+  if (v !== 'kvm' && v !== 'xen-pvm' && v !== 'xen-hvm')
+    throw new InvalidArgumentError('choose kvm, xen-pvm or xen-hvm');
+  return v;
+}
+
+function progressMode(v: string): 'auto' | 'tty' | 'none' {
+  if (v === 'json') throw new InvalidArgumentError('JSON progress has a descriptor of its own: use --progress-fd N');
+  if (v !== 'auto' && v !== 'tty' && v !== 'none') throw new InvalidArgumentError('choose auto, tty or none');
+  return v;
 }
 
 interface CliOpts {
-  disk: string[];
+  disk?: string[];
   ovf?: boolean;
   output?: string;
+  force?: boolean;
   ssh?: string;
   key?: string;
   hostKey?: string;
-  knownHosts: string[];
+  knownHosts?: string[];
   remoteCommand?: string;
   direct?: string;
   targetDevice: string;
@@ -103,16 +126,18 @@ interface CliOpts {
   hostname?: string;
   ip?: string;
   gateway?: string;
-  dns: string[];
+  dns?: string[];
   dhcp?: boolean;
   hooks?: string;
   fixups: boolean;
+  mapDevice?: DeviceMapping[];
   name?: string;
   cpus?: number;
   memory?: string;
   compressLevel?: number;
   chunkSize?: string;
-  progress: 'auto' | 'tty' | 'json' | 'none';
+  progress: 'auto' | 'tty' | 'none';
+  progressFd?: number;
   report?: string;
   verbose?: boolean;
   quiet?: boolean;
@@ -138,12 +163,14 @@ function chooseOutput(o: CliOpts): ExportOutput | undefined {
         target: parseSshTarget((o.ssh ?? o.direct)!),
         keyFile: o.key,
         hostKey: o.hostKey,
-        knownHosts: o.knownHosts.length ? o.knownHosts : undefined,
+        knownHosts: o.knownHosts?.length ? o.knownHosts : undefined,
         command,
       },
     };
   }
-  if (o.output && o.output !== '-') return { kind: 'file', path: o.output };
+  if (o.force && !(o.output && o.output !== '-'))
+    throw new P2vError('USAGE', '--force goes with -o FILE', { hint: 'it lets -o replace an existing file' });
+  if (o.output && o.output !== '-') return { kind: 'file', path: o.output, force: o.force };
   if (!o.ovf && o.output !== '-')
     throw new P2vError('USAGE', 'no destination given', {
       hint: 'use --ovf (stream to stdout), -o FILE.ova, or --ssh USER@STAGER',
@@ -155,52 +182,105 @@ function chooseOutput(o: CliOpts): ExportOutput | undefined {
   return { kind: 'stdout' };
 }
 
+/** The option values, checked as the fixups and the writers will check them, before anything runs. */
+async function checkValues(o: CliOpts): Promise<{ memoryMiB?: number; chunkSize?: number }> {
+  if (!o.disk?.length)
+    throw new P2vError('USAGE', 'no source disk given', {
+      hint: 'name each disk with --disk /dev/sdX, boot disk first',
+    });
+  if (o.json && !o.inspect) throw new P2vError('USAGE', '--json goes with --inspect');
+  if (o.direct && o.disk.length > 1)
+    throw new P2vError('USAGE', '--direct takes one disk: the target instance has one disk to receive it', {
+      hint: 'export the other disks with --ssh to a stager',
+    });
+  if (o.hostname !== undefined) checkHostname(o.hostname, '--hostname');
+  if (o.name !== undefined) checkHostname(o.name, '--name');
+  if (o.ip !== undefined || o.gateway !== undefined || o.dns?.length || o.dhcp)
+    ipSettings({ hypervisor: o.hypervisor, ip: o.ip, gateway: o.gateway, dns: o.dns, dhcp: o.dhcp });
+  let memoryMiB: number | undefined;
+  if (o.memory !== undefined) {
+    memoryMiB = Math.ceil(parseSize(o.memory, '--memory') / MiB);
+    if (memoryMiB < 32 || memoryMiB > 2 ** 24)
+      throw new P2vError('USAGE', `--memory ${o.memory} is out of range: give 32M to 16T`, {
+        hint: 'sizes are bytes unless a unit follows, e.g. --memory 4G',
+      });
+  }
+  let chunkSize: number | undefined;
+  if (o.chunkSize !== undefined) {
+    chunkSize = parseSize(o.chunkSize, '--chunk-size');
+    // One chunk is held in memory while it is written.
+    if (chunkSize < MiB || chunkSize > 1024 * MiB)
+      throw new P2vError('USAGE', `--chunk-size ${o.chunkSize} is out of range: give 1M to 1G`, {
+        hint: 'sizes are bytes unless a unit follows, e.g. --chunk-size 64M',
+      });
+  }
+  if (o.hooks !== undefined) {
+    const st = await stat(o.hooks).catch(() => undefined);
+    if (!st?.isDirectory())
+      throw new P2vError('USAGE', `--hooks ${o.hooks} is ${st ? 'not a directory' : 'missing'}`, {
+        hint: 'name a directory of executable hook scripts',
+      });
+  }
+  return { memoryMiB, chunkSize };
+}
+
 export async function main(argv: string[]): Promise<void> {
   await runCli('p2v-export', async () => {
     const program = buildProgram();
     program.exitOverride((err) => {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(0);
-      throw new P2vError('USAGE', err.message.replace(/^error: /, ''));
+      throw new P2vError('USAGE', err.message.replace(/^error: /, ''), { hint: 'see p2v-export --help' });
     });
     program.configureOutput({ writeErr: () => undefined });
+    refuseDashValues(program, argv.slice(2));
     program.parse(argv);
-    const o = program.opts<CliOpts>();
-    if (o.disk.length === 0)
-      throw new P2vError('USAGE', 'no source disk given', {
-        hint: 'name each disk with --disk /dev/sdX, boot disk first',
-      });
-    if (o.ip && o.dhcp) throw new P2vError('USAGE', '--ip and --dhcp cannot be combined');
-    if (o.json && !o.inspect) throw new P2vError('USAGE', '--json goes with --inspect');
-    if (o.direct && o.disk.length > 1)
-      throw new P2vError('USAGE', '--direct takes one disk: the target instance has one disk to receive it', {
-        hint: 'export the other disks with --ssh to a stager',
-      });
+    // Defaults set here, not in commander, so --help shows them in plain words.
+    const given = program.opts<Partial<CliOpts>>();
+    const o: CliOpts = {
+      ...given,
+      targetDevice: given.targetDevice ?? '/dev/vda',
+      hypervisor: given.hypervisor ?? 'kvm',
+      progress: given.progress ?? 'auto',
+      fixups: given.fixups ?? true,
+    };
+    const values = await checkValues(o);
     const output = chooseOutput(o);
+    if (o.progressFd === 1 && output?.kind === 'stdout')
+      throw new P2vError('USAGE', '--progress-fd 1 is standard output, which carries the OVA stream');
+    requireRoot('p2v-export attaches loop devices, mounts the guest and serves it through FUSE');
+    const progressOut = o.progressFd !== undefined ? openProgressFd(o.progressFd) : undefined;
     const log = createLogger({ tool: 'p2v-export', verbose: o.verbose, quiet: o.quiet });
     const progress = o.progress === 'auto' ? (process.stderr.isTTY ? 'tty' : 'none') : o.progress;
-    const report = await runExport({
-      disks: o.disk,
-      output: output ?? { kind: 'stdout' },
-      inspectOnly: o.inspect ? (o.json ? 'json' : 'text') : undefined,
-      dryRun: o.dryRun,
-      noFixups: !o.fixups,
-      fixups: {
-        hypervisor: o.hypervisor,
-        hostname: o.hostname,
-        ip: o.ip,
-        gateway: o.gateway,
-        dns: o.dns.length ? o.dns : undefined,
-        dhcp: o.dhcp,
-        hooksDir: o.hooks,
-      },
-      name: o.name,
-      cpus: o.cpus,
-      memoryMiB: o.memory ? Math.ceil(parseSize(o.memory, '--memory') / 2 ** 20) : undefined,
-      compressLevel: o.compressLevel,
-      chunkSize: o.chunkSize ? parseSize(o.chunkSize, '--chunk-size') : undefined,
-      progress,
-      log,
-    });
+    let report;
+    try {
+      report = await runExport({
+        disks: o.disk!,
+        output: output ?? { kind: 'stdout' },
+        inspectOnly: o.inspect ? (o.json ? 'json' : 'text') : undefined,
+        dryRun: o.dryRun,
+        noFixups: !o.fixups,
+        mapDevice: o.mapDevice,
+        fixups: {
+          hypervisor: o.hypervisor,
+          hostname: o.hostname,
+          ip: o.ip,
+          gateway: o.gateway,
+          dns: o.dns?.length ? o.dns : undefined,
+          dhcp: o.dhcp,
+          hooksDir: o.hooks,
+        },
+        name: o.name,
+        cpus: o.cpus,
+        memoryMiB: values.memoryMiB,
+        compressLevel: o.compressLevel,
+        chunkSize: values.chunkSize,
+        progress,
+        progressOut,
+        log,
+      });
+    } finally {
+      if (progressOut) await closeProgressOut(progressOut);
+    }
     if (o.report) await writeFile(o.report, JSON.stringify(report, null, 2) + '\n');
     if (!o.inspect && !o.dryRun && !o.quiet) process.stderr.write(formatReport(report));
   });

@@ -10,14 +10,19 @@
 import type { DataChunk, DiskContent } from '../ovf/types.js';
 import { NbdClient } from './nbd/index.js';
 import type { NbdExtent } from './nbd/index.js';
+import type { OnProgress } from '../lib/progress.js';
 
 export interface DiskContentOptions {
   /** Reads on the wire at once (default 8: see exporter/nbd/BENCH.md). */
   maxInFlight?: number;
   /** Bytes per read and per chunk, at most (default 2 MiB). Reads are aligned to multiples of it. */
   readSize?: number;
-  /** Called after each chunk is handed over, with the data bytes handed over so far. */
-  onProgress?: (bytes: number) => void;
+  /**
+   * Called after each chunk is handed over with the running total of data
+   * bytes handed over in this pass (not an increment); it ends at dataBytes.
+   * Each pass over `chunks` starts again from 0.
+   */
+  onProgress?: OnProgress;
 }
 
 export interface OverlayDiskContent extends DiskContent {

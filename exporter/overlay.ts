@@ -7,12 +7,13 @@
  * SIGKILL, and an exit action stops it on every normal exit path.
  */
 import { execa, type ResultPromise } from 'execa';
-import { mkdtemp, rm, stat, access } from 'node:fs/promises';
+import { mkdtemp, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import { onExit, type ExitHandle } from '../lib/exit-actions.js';
 import { requireProgram } from '../lib/run.js';
+import { checkSourceDisk } from './source-check.js';
 
 export interface Overlay {
   /** The source disk (block device or image file) as the user named it. */
@@ -58,21 +59,16 @@ async function waitForFile(path: string, child: ResultPromise, timeoutMs: number
     exited ? 'nbdkit exited before serving the overlay' : 'nbdkit did not start within ' + timeoutMs / 1000 + ' s',
     {
       stderrTail: typeof stderr === 'string' ? stderr.trim().split('\n').slice(-5).join('\n') : undefined,
-      hint: 'check that nbdkit and its cow filter are installed (apt-get install nbdkit) and the source is readable',
+      hint: "nbdkit's own words are above: check that the source is readable and nbdkit's cow filter is installed (package nbdkit)",
     },
   );
 }
 
 /** Start a copy-on-write overlay over `source`. */
 export async function openOverlay(source: string, opts: OverlayOptions = {}): Promise<Overlay> {
+  // Before nbdkit: its own words for a directory or /dev/null ("use dir=") would mislead.
+  await checkSourceDisk(source);
   await requireProgram('nbdkit');
-  try {
-    await stat(source);
-  } catch {
-    throw new P2vError('USAGE', `source disk ${source} does not exist`, {
-      hint: 'name a block device (/dev/sda) or a disk image file',
-    });
-  }
   const dir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'p2v-overlay-'));
   const socket = join(dir, 'nbd.sock');
   const pidfile = join(dir, 'nbdkit.pid');

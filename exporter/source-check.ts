@@ -1,16 +1,64 @@
 /**
+ * checkSourceDisk: refuse, before nbdkit ever runs, a --disk that cannot be a
+ * disk: missing, a directory, a character device (/dev/null, a tty), a FIFO
+ * or socket, an empty file, or a block device with no medium. Only block
+ * devices and non-empty regular files pass; the message says what it is.
+ *
  * checkSourceNotMountedRw: refuse a source block device that the running
  * system has mounted read-write, directly or through one of its partitions,
  * or through a device stacked on it (LVM, dm-crypt, md), or uses as active
  * swap: its blocks change under the copy and the result would be torn.
  * Image files are not checked (they are the user's business).
  *
+ *   checkSourceDisk(source): Promise<'block' | 'file'>   throws P2vError('USAGE')
  *   checkSourceNotMountedRw(source): Promise<void>   throws P2vError('SOURCE_BUSY')
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import { unescapeMountinfo } from './mount.js';
+
+const DISK_HINT = 'name a block device (/dev/sda) or a disk image file';
+
+/** Kernel device numbers: the same split as glibc's major()/minor(). */
+function majMinOf(rdev: number): string {
+  return `${Math.floor(rdev / 256) & 0xfff}:${(rdev & 0xff) | ((rdev >> 12) & 0xfff00)}`;
+}
+
+export async function checkSourceDisk(source: string): Promise<'block' | 'file'> {
+  let st;
+  try {
+    st = await stat(source);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new P2vError('USAGE', `source disk ${source} does not exist`, { hint: DISK_HINT });
+    throw new P2vError('USAGE', `source disk ${source} cannot be examined: ${(e as Error).message}`, {
+      hint: DISK_HINT,
+    });
+  }
+  const refuse = (what: string) =>
+    new P2vError('USAGE', `source disk ${source} is ${what}, not a block device or disk image`, { hint: DISK_HINT });
+  if (st.isDirectory()) throw refuse('a directory');
+  if (st.isCharacterDevice()) throw refuse('a character device');
+  if (st.isFIFO()) throw refuse('a FIFO');
+  if (st.isSocket()) throw refuse('a socket');
+  if (st.isFile()) {
+    if (st.size === 0)
+      throw new P2vError('USAGE', `source disk ${source} is an empty file`, {
+        hint: 'name a disk image with the disk in it (or the block device itself)',
+      });
+    return 'file';
+  }
+  if (!st.isBlockDevice()) throw refuse('neither a file nor a device');
+  // A block device with no medium (an unattached loop device, an empty card reader) reads as 0 bytes.
+  const sectors = await readFile(`/sys/dev/block/${majMinOf(st.rdev)}/size`, 'utf8').catch(() => undefined);
+  if (sectors !== undefined && Number(sectors.trim()) === 0)
+    throw new P2vError('USAGE', `source disk ${source} is a block device of size 0 (no medium, or not attached)`, {
+      hint: 'name the disk that holds the machine: lsblk lists them with their sizes',
+    });
+  return 'block';
+}
 
 /** "MAJ:MIN" of the block device and of everything built from it (partitions, holders), with names. */
 async function relatedDevices(majMin: string): Promise<Map<string, string>> {
@@ -47,10 +95,8 @@ export async function checkSourceNotMountedRw(source: string): Promise<void> {
     });
   }
   if (!st.isBlockDevice()) return;
-  const major = Math.floor(st.rdev / 256) & 0xfff;
-  const minor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
-  const devs = await relatedDevices(`${major}:${minor}`);
-  if (devs.size === 0) devs.set(`${major}:${minor}`, source);
+  const devs = await relatedDevices(majMinOf(st.rdev));
+  if (devs.size === 0) devs.set(majMinOf(st.rdev), source);
 
   const byName = new Map([...devs.values()].map((n) => [n, n]));
   const busy: string[] = [];
@@ -75,7 +121,7 @@ export async function checkSourceNotMountedRw(source: string): Promise<void> {
     try {
       const s = await stat(dev);
       if (!s.isBlockDevice()) continue;
-      const mm = `${Math.floor(s.rdev / 256) & 0xfff}:${(s.rdev & 0xff) | ((s.rdev >> 12) & 0xfff00)}`;
+      const mm = majMinOf(s.rdev);
       if (devs.has(mm)) busy.push(`${devs.get(mm)} as active swap`);
     } catch {
       /* gone */

@@ -11,7 +11,7 @@
  * - anything else (LVM, LUKS, unknown) is copied whole, with a warning.
  * Every failure here is a warning: sparsify only saves space.
  *
- *   sparsify(inspection, mount, disks, { log }): Promise<SparsifyReport>
+ *   sparsify(inspection, mount, disks, { log, onProgress }): Promise<SparsifyReport>
  *   checkSourceNotMountedRw(source)  (re-exported from ./source-check)
  */
 import { execa } from 'execa';
@@ -21,7 +21,7 @@ import type { Logger } from '../lib/log.js';
 import { requireProgram, run } from '../lib/run.js';
 import { attachPartition, mountFilesystem, MOUNTABLE_FS, type ExposedDisk, type GuestMount } from './mount.js';
 import { isContainerPartition } from './partitions.js';
-import type { Inspection } from './types.js';
+import type { InspectedDisk, Inspection } from './types.js';
 
 export { checkSourceNotMountedRw } from './source-check.js';
 
@@ -30,6 +30,15 @@ export interface SparsifyReport {
   filesystems: { disk: number; partition: number; guestPath?: string; fsType: string; trimmedBytes: number }[];
   swaps: { disk: number; partition: number; uuid?: string; label?: string; bytes: number }[];
   warnings: string[];
+}
+
+export interface SparsifyOptions {
+  log: Logger;
+  /**
+   * Called with (regions handled so far, regions to handle) before the first
+   * and after each filesystem or swap area: a running count, not an increment.
+   */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Parse `fstrim -v` output: "/mnt: 54.7 MiB (57367552 bytes) trimmed". */
@@ -57,11 +66,52 @@ async function punch(file: string, offset: number, size: number): Promise<void> 
   }
 }
 
+/** One place a filesystem or swap may live: a partition, or the whole disk (partition 0). */
+interface Region {
+  partition: number;
+  start: number;
+  size: number;
+  fsType?: string;
+  fsUuid?: string;
+  fsLabel?: string;
+  mountpoint?: string;
+  container: boolean;
+}
+
+function regionsOf(d: InspectedDisk): Region[] {
+  return [
+    ...(d.wholeDiskFs
+      ? [
+          {
+            partition: 0,
+            start: 0,
+            size: d.size,
+            fsType: d.wholeDiskFs.fsType,
+            fsUuid: d.wholeDiskFs.fsUuid,
+            fsLabel: d.wholeDiskFs.fsLabel,
+            mountpoint: d.wholeDiskFs.mountpoint,
+            container: false,
+          },
+        ]
+      : []),
+    ...d.partitions.map((p) => ({
+      partition: p.number,
+      start: p.start,
+      size: p.size,
+      fsType: p.fsType,
+      fsUuid: p.fsUuid,
+      fsLabel: p.fsLabel,
+      mountpoint: p.mountpoint,
+      container: isContainerPartition(p),
+    })),
+  ];
+}
+
 export async function sparsify(
   inspection: Inspection,
   mount: GuestMount,
   disks: ExposedDisk[],
-  opts: { log: Logger },
+  opts: SparsifyOptions,
 ): Promise<SparsifyReport> {
   await requireProgram('fstrim');
   const { log } = opts;
@@ -73,98 +123,82 @@ export async function sparsify(
   const mounted = new Set(mount.mounts.map((m) => m.guestPath));
   const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-  for (const d of inspection.disks) {
+  const one = async (d: InspectedDisk, p: Region & { fsType: string }): Promise<void> => {
     const file = disks[d.index]!.path;
-    const regions = [
-      ...(d.wholeDiskFs
-        ? [
-            {
-              partition: 0,
-              start: 0,
-              size: d.size,
-              fsType: d.wholeDiskFs.fsType,
-              fsUuid: d.wholeDiskFs.fsUuid,
-              fsLabel: d.wholeDiskFs.fsLabel,
-              mountpoint: d.wholeDiskFs.mountpoint,
-              container: false,
-            },
-          ]
-        : []),
-      ...d.partitions.map((p) => ({
-        partition: p.number,
-        start: p.start,
-        size: p.size,
-        fsType: p.fsType,
-        fsUuid: p.fsUuid,
-        fsLabel: p.fsLabel,
-        mountpoint: p.mountpoint,
-        container: isContainerPartition(p),
-      })),
-    ];
-    for (const p of regions) {
-      const where = p.partition ? `${d.sourceName} partition ${p.partition}` : d.sourceName;
-      if (p.container || !p.fsType) continue;
-      if (p.mountpoint && mounted.has(p.mountpoint)) {
-        const m = mount.mounts.find((x) => x.guestPath === p.mountpoint)!;
-        let trimmed = 0;
-        try {
-          trimmed = await fstrim(m.mountpoint);
-          log.info(`trimmed ${p.mountpoint} (${where}): ${(trimmed / 1048576).toFixed(1)} MiB`);
-        } catch (e) {
-          warn(`cannot trim ${p.mountpoint} (${where}): ${msg(e)}; its free space is copied`);
-        }
-        report.filesystems.push({
-          disk: d.index,
-          partition: p.partition,
-          guestPath: p.mountpoint,
-          fsType: p.fsType,
-          trimmedBytes: trimmed,
-        });
-      } else if (p.fsType === 'swap') {
-        try {
-          await punch(file, p.start, p.size);
-          const part = await attachPartition(file, p.start, p.size);
-          try {
-            await run(
-              'mkswap',
-              [...(p.fsUuid ? ['-U', p.fsUuid] : []), ...(p.fsLabel ? ['-L', p.fsLabel] : []), part.device],
-              { what: `re-creating swap on ${where}` },
-            );
-          } finally {
-            await part.detach();
-          }
-          report.swaps.push({ disk: d.index, partition: p.partition, uuid: p.fsUuid, label: p.fsLabel, bytes: p.size });
-          log.info(`swap on ${where} emptied and re-created with UUID ${p.fsUuid ?? '(new)'}`);
-        } catch (e) {
-          warn(`cannot empty the swap on ${where}: ${msg(e)}; it is copied whole`);
-        }
-      } else if (MOUNTABLE_FS.has(p.fsType)) {
-        // Not mounted by the guest's fstab: mount it just for the trim.
-        let trimmed = 0;
-        const dir = await mkdtemp(join(dirname(mount.root), 'p2v-trim-'));
-        try {
-          const part = await attachPartition(file, p.start, p.size);
-          try {
-            const fs = await mountFilesystem(part.device, dir, p.fsType);
-            try {
-              trimmed = await fstrim(dir);
-            } finally {
-              await fs.unmount();
-            }
-          } finally {
-            await part.detach();
-          }
-          log.info(`trimmed the ${p.fsType} filesystem on ${where}: ${(trimmed / 1048576).toFixed(1)} MiB`);
-        } catch (e) {
-          warn(`the ${p.fsType} filesystem on ${where} cannot be mounted or trimmed (${msg(e)}): it is copied whole`);
-        } finally {
-          await rmdir(dir).catch(() => undefined);
-        }
-        report.filesystems.push({ disk: d.index, partition: p.partition, fsType: p.fsType, trimmedBytes: trimmed });
-      } else {
-        warn(`the ${p.fsType} on ${where} cannot be mounted here: it is copied whole`);
+    const where = p.partition ? `${d.sourceName} partition ${p.partition}` : d.sourceName;
+    if (p.mountpoint && mounted.has(p.mountpoint)) {
+      const m = mount.mounts.find((x) => x.guestPath === p.mountpoint)!;
+      let trimmed = 0;
+      try {
+        trimmed = await fstrim(m.mountpoint);
+        log.info(`trimmed ${p.mountpoint} (${where}): ${(trimmed / 1048576).toFixed(1)} MiB`);
+      } catch (e) {
+        warn(`cannot trim ${p.mountpoint} (${where}): ${msg(e)}; its free space is copied`);
       }
+      report.filesystems.push({
+        disk: d.index,
+        partition: p.partition,
+        guestPath: p.mountpoint,
+        fsType: p.fsType,
+        trimmedBytes: trimmed,
+      });
+    } else if (p.fsType === 'swap') {
+      try {
+        await punch(file, p.start, p.size);
+        const part = await attachPartition(file, p.start, p.size);
+        try {
+          await run(
+            'mkswap',
+            [...(p.fsUuid ? ['-U', p.fsUuid] : []), ...(p.fsLabel ? ['-L', p.fsLabel] : []), part.device],
+            { what: `re-creating swap on ${where}` },
+          );
+        } finally {
+          await part.detach();
+        }
+        report.swaps.push({ disk: d.index, partition: p.partition, uuid: p.fsUuid, label: p.fsLabel, bytes: p.size });
+        log.info(`swap on ${where} emptied and re-created with UUID ${p.fsUuid ?? '(new)'}`);
+      } catch (e) {
+        warn(`cannot empty the swap on ${where}: ${msg(e)}; it is copied whole`);
+      }
+    } else if (MOUNTABLE_FS.has(p.fsType)) {
+      // Not mounted by the guest's fstab: mount it just for the trim.
+      let trimmed = 0;
+      const dir = await mkdtemp(join(dirname(mount.root), 'p2v-trim-'));
+      try {
+        const part = await attachPartition(file, p.start, p.size);
+        try {
+          const fs = await mountFilesystem(part.device, dir, p.fsType);
+          try {
+            trimmed = await fstrim(dir);
+          } finally {
+            await fs.unmount();
+          }
+        } finally {
+          await part.detach();
+        }
+        log.info(`trimmed the ${p.fsType} filesystem on ${where}: ${(trimmed / 1048576).toFixed(1)} MiB`);
+      } catch (e) {
+        warn(`the ${p.fsType} filesystem on ${where} cannot be mounted or trimmed (${msg(e)}): it is copied whole`);
+      } finally {
+        await rmdir(dir).catch(() => undefined);
+      }
+      report.filesystems.push({ disk: d.index, partition: p.partition, fsType: p.fsType, trimmedBytes: trimmed });
+    } else {
+      warn(`the ${p.fsType} on ${where} cannot be mounted here: it is copied whole`);
     }
+  };
+
+  // Everything with a filesystem or swap and not a container (LVM, LUKS): each is one step of the progress count.
+  const todo = inspection.disks.flatMap((d) =>
+    regionsOf(d)
+      .filter((p): p is Region & { fsType: string } => !p.container && !!p.fsType)
+      .map((p) => ({ d, p })),
+  );
+  let handled = 0;
+  opts.onProgress?.(0, todo.length);
+  for (const { d, p } of todo) {
+    await one(d, p);
+    opts.onProgress?.(++handled, todo.length);
   }
   return report;
 }

@@ -11,7 +11,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { P2vError } from '../lib/errors.js';
-import { checkKnownHosts, fingerprintOf, readKnownHosts } from './known-hosts.js';
+import { checkKnownHosts, fingerprintOf, readKnownHosts, refusalFor } from './known-hosts.js';
 
 export interface SshTarget {
   user: string;
@@ -107,14 +107,7 @@ export async function openRemoteReceiver(opts: SshOptions): Promise<RemoteReceiv
           }
           const v = checkKnownHosts(known ?? '', target.host, target.port, key);
           if (v.ok) return true;
-          refusal =
-            v.reason === 'unknown'
-              ? new P2vError('SSH', `host key of ${target.host} (${fp}) is not in known_hosts`, {
-                  hint: `verify it out of band, then pin it with --host-key ${fp} or add it to known_hosts`,
-                })
-              : new P2vError('SSH', `host key of ${target.host} CHANGED (now ${fp}): refusing to send`, {
-                  hint: 'someone may be intercepting the connection; check the stager key out of band',
-                });
+          refusal = refusalFor(v, target.host);
           return false;
         },
       });

@@ -10,9 +10,10 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli } from '../lib/cli.js';
+import { helpAt80, refuseDashValues, runCli } from '../lib/cli.js';
 import { P2vError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
+import { toolVersion } from '../lib/version.js';
 import { DEFAULT_OS_DIR, OS_NAME, OS_VARIANT, shippedDefinitionDir } from './definition.js';
 import { installDefinition } from './install.js';
 
@@ -25,22 +26,29 @@ export function buildProgram(): Command {
         'directories (gnt-backup import) and creates instances from disk images\n' +
         `(gnt-instance add -o ${OS_NAME}+${OS_VARIANT} -O image=PATH).`,
     )
+    .version(`${TOOL} ${toolVersion()}`, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit')
+    .helpCommand('help [command]', 'print the help of a command')
     .showHelpAfterError(false);
   program
     .command('install')
-    .description("copy the OS definition into a directory on Ganeti's OS search path, on this node")
-    .option('--os-dir <dir>', 'OS directory (see "OS search path" in gnt-cluster info)', DEFAULT_OS_DIR)
-    .option('--name <name>', 'OS name to install as', OS_NAME)
+    .description("install the OS definition on this node, in a directory of Ganeti's OS search path")
+    .helpOption('-h, --help', 'print this help and exit')
+    .option('--os-dir <dir>', `OS directory on Ganeti's search path (default ${DEFAULT_OS_DIR})`)
+    .option('--name <name>', `OS name to install as (default ${OS_NAME})`)
     .option('-q, --quiet', 'print nothing when all goes well')
-    .action(async (o: { osDir: string; name: string; quiet?: boolean }) => {
+    .addHelpText('after', '\nThe OS search path is in `gnt-cluster info`. Run install on every node.\n')
+    .action(async (o: { osDir?: string; name?: string; quiet?: boolean }) => {
       const log = createLogger({ tool: TOOL, quiet: o.quiet });
-      const r = await installDefinition({ osDir: o.osDir, name: o.name });
+      const name = o.name ?? OS_NAME;
+      const r = await installDefinition({ osDir: o.osDir ?? DEFAULT_OS_DIR, name });
       log.info(`${r.replaced ? 'replaced' : 'installed'} ${r.path} (${r.files.length} files)`);
-      log.info(`check it with: gnt-os diagnose; use it as -o ${o.name}+${OS_VARIANT}`);
+      log.info(`check it with: gnt-os diagnose; use it as -o ${name}+${OS_VARIANT}`);
     });
   program
     .command('path')
     .description('print the folder of the shipped OS definition')
+    .helpOption('-h, --help', 'print this help and exit')
     .action(() => {
       const dir = shippedDefinitionDir();
       if (!existsSync(join(dir, 'ganeti_api_version'))) {
@@ -50,7 +58,7 @@ export function buildProgram(): Command {
       }
       process.stdout.write(dir + '\n');
     });
-  return program;
+  return helpAt80(program);
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -68,6 +76,7 @@ export async function main(argv: string[]): Promise<void> {
     if (argv.length <= 2) {
       throw new P2vError('USAGE', 'no command given', { hint: `use ${TOOL} install or ${TOOL} path` });
     }
+    refuseDashValues(program, argv.slice(2));
     await program.parseAsync(argv);
   });
 }

@@ -4,16 +4,17 @@
  * installed on this host.
  */
 import { Command, Option } from 'commander';
-import { runCli } from '../lib/cli.js';
+import { helpAt80, refuseDashValues, runCli } from '../lib/cli.js';
 import { P2vError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
+import { toolVersion } from '../lib/version.js';
 import { buildRamInitrd, DEFAULT_MODULES } from './build.js';
 
 interface BuildOptions {
   kernel: string;
   output: string;
-  modulesDir: string;
-  busybox: string;
+  modulesDir?: string;
+  busybox?: string;
   addModule?: string[];
   compress: boolean;
   quiet?: boolean;
@@ -25,34 +26,36 @@ const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), ...
 export function buildCommand(onBuild: (o: BuildOptions) => Promise<void>): Command {
   const program = new Command('p2v-ramboot')
     .description(
-      'Build the initramfs that runs a Ganeti instance from RAM, leaving its disk free for p2v-import --device',
+      'Build the initramfs that runs a Ganeti instance from RAM, leaving its disk free for p2v-import --device.',
     )
+    .version(`p2v-ramboot ${toolVersion()}`, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit')
+    .helpCommand('help [command]', 'print the help of a command')
     .addOption(new Option('--debug', 'stack traces on errors').hideHelp())
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined });
   program
     .command('build')
     .description('write the ramboot initrd for a kernel release')
-    .requiredOption(
-      '--kernel <release>',
-      'kernel release the initrd is for (a directory under --modules-dir, e.g. 6.1.0-56-amd64)',
-    )
+    .helpOption('-h, --help', 'print this help and exit')
+    .requiredOption('--kernel <release>', 'kernel release (a directory in --modules-dir)')
     .requiredOption('-o, --output <file>', 'initrd file to write')
-    .option('--modules-dir <dir>', 'where RELEASE/modules.dep and the modules are', '/lib/modules')
-    .option('--busybox <path>', 'statically linked busybox to include', '/bin/busybox')
-    .option(
-      '--add-module <name>',
-      `kernel module to add (repeatable or comma-separated; always included: ${DEFAULT_MODULES.join(', ')})`,
-      collect,
-    )
+    .option('--modules-dir <dir>', 'where RELEASE/modules.dep is (default /lib/modules)')
+    .option('--busybox <path>', 'static busybox to include (default /bin/busybox)')
+    .option('--add-module <name>', 'kernel module to add (repeatable or comma-separated)', collect)
     .option('--no-compress', 'write a plain cpio archive instead of gzip')
     .option('--json', 'print the build report as JSON on stdout')
     .option('-q, --quiet', 'errors only')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined })
     .allowExcessArguments(false)
+    .addHelpText(
+      'after',
+      `\nAlways included: ${DEFAULT_MODULES.join(', ')}.`.replace(/(.{1,79})(?: |$)/g, '$1\n').trimEnd() +
+        '\n\nExample: p2v-ramboot build --kernel 6.1.0-56-amd64 -o /boot/initrd-ramboot.img\n',
+    )
     .action(async (o: BuildOptions) => onBuild(o));
-  return program;
+  return helpAt80(program);
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -62,8 +65,8 @@ export async function main(argv: string[]): Promise<void> {
       const r = await buildRamInitrd({
         kernelRelease: o.kernel,
         output: o.output,
-        modulesDir: o.modulesDir,
-        busybox: o.busybox,
+        modulesDir: o.modulesDir ?? '/lib/modules',
+        busybox: o.busybox ?? '/bin/busybox',
         addModules: o.addModule ?? [],
         compression: o.compress ? 'gzip' : 'none',
       });
@@ -74,11 +77,13 @@ export async function main(argv: string[]): Promise<void> {
       log.info(`boot it with: root=UUID=<bootstrap root> console=ttyS0 (see docs/ramboot.md)`);
     });
     try {
+      refuseDashValues(cmd, argv.slice(2));
       await cmd.parseAsync(argv);
     } catch (e) {
       if (e instanceof P2vError) throw e;
-      const err = e as { code?: string; message?: string };
+      const err = e as { code?: string; message?: string; exitCode?: number };
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return;
+      if (err.code === 'commander.help' && err.exitCode === 0) return; // `p2v-ramboot help build`
       if (err.code === 'commander.help')
         throw new P2vError('USAGE', 'no command given', { hint: 'p2v-ramboot build --kernel RELEASE -o FILE' });
       throw new P2vError('USAGE', (err.message ?? String(e)).replace(/^error: /, ''), {

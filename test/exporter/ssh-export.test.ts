@@ -2,7 +2,7 @@
 // a forced p2v-import: the machine arrives as the same Ganeti export as with
 // `p2v-export --ovf | p2v-import`, and a key the stager does not know is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -71,13 +71,16 @@ describe('p2v-export --ssh', () => {
   });
 
   it('refuses a stager whose host key is unknown, before any work', async () => {
+    // A disk that passes the local checks (they come first), which no overlay ever opens.
+    const disk = join(dir, 'unopened.img');
+    await writeFile(disk, Buffer.alloc(1 << 20, 1));
     const exp = cliArgv('p2v-export');
     const r = await execa(
       exp[0]!,
       [
         ...exp.slice(1),
         '--disk',
-        '/nonexistent-disk',
+        disk,
         '--ssh',
         `root@127.0.0.1:${sshd.port}`,
         '--key',
