@@ -1,8 +1,8 @@
 import { printable } from './text.js';
 
 /**
- * One log line per step, on stderr (stdout carries the OVA stream). With
- * --json-progress the same events go out as JSON lines on the progress fd.
+ * One log line per step, on stderr (stdout carries the OVA stream). Progress
+ * events go elsewhere (lib/progress.ts: the TTY line, or JSON lines on --progress-fd).
  */
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
