@@ -1,4 +1,3 @@
-export * from './types.js';
 export { openOverlay, type Overlay, type OverlayOptions } from './overlay.js';
 export {
   exposeOverlay,
@@ -8,7 +7,6 @@ export {
   type AttachedPartition,
   type GuestMount,
 } from './mount.js';
-export { readPartitionTable } from './partitions.js';
 export { inspect } from './inspect.js';
 export { formatInspection } from './inspect-format.js';
 export { sparsify, checkSourceNotMountedRw, type SparsifyReport } from './sparsify.js';

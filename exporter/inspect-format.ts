@@ -2,18 +2,10 @@
  * formatInspection: the human text of `p2v-export --inspect` (the JSON form is
  * JSON.stringify of the same Inspection). Pure function.
  */
-import type { InspectedDisk, Inspection } from './types.js';
+import { formatBytes } from '../lib/units.js';
+import type { InspectedDisk, Inspection } from '../guest/types.js';
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
-}
+const bytes = (n: number): string => formatBytes(n, { style: 'compact' });
 
 function fs(x: { fsType?: string; fsUuid?: string; fsLabel?: string; mountpoint?: string }): string {
   const parts = [x.fsType ?? 'no filesystem'];

@@ -12,16 +12,20 @@
  *   attachPartition(diskFile, offset, size, { readOnly }): Promise<AttachedPartition>
  *   mountFilesystem(device, dir, fsType, { readOnly }): Promise<MountedFs>
  *   mountGuest(inspection, disks, workDir, { readOnly }): Promise<GuestMount>
- *   guestResolve(root, guestPath): Promise<string | null>  — symlink-safe path inside a guest root
+ *
+ * Guest paths (the fstab's mountpoints) are resolved with guest/files.ts, the
+ * one rule that never leaves the guest root. nbdfuse is started with lib/run's
+ * startProgram: it runs beside us for the whole export.
  */
-import { execa, type ResultPromise } from 'execa';
-import { access, lstat, mkdir, mkdtemp, readlink, rmdir, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, mkdtemp, rmdir, unlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import { onExit, type ExitHandle } from '../lib/exit-actions.js';
-import { requireProgram, run, runText } from '../lib/run.js';
+import { waitForPidfile } from '../lib/pidfile.js';
+import { requireProgram, run, runText, startProgram } from '../lib/run.js';
 import type { Overlay } from './overlay.js';
-import type { Inspection } from './types.js';
+import { resolveGuestPath } from '../guest/files.js';
+import type { Inspection } from '../guest/types.js';
 
 export interface ExposedDisk {
   /** The disk as a host file. */
@@ -56,34 +60,6 @@ export const MOUNTABLE_FS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'vf
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitForPidfile(pidfile: string, child: ResultPromise, timeoutMs: number): Promise<void> {
-  let exited = false;
-  child.then(
-    () => (exited = true),
-    () => (exited = true),
-  );
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !exited) {
-    try {
-      const st = await stat(pidfile);
-      if (st.size > 0) return;
-    } catch {
-      /* not yet */
-    }
-    await sleep(20);
-  }
-  const r = (await Promise.race([child.catch((e: unknown) => e), sleep(200)])) as { stderr?: unknown } | undefined;
-  const stderr = typeof r?.stderr === 'string' ? r.stderr.trim().split('\n').slice(-5).join('\n') : undefined;
-  throw new P2vError(
-    'COMMAND_FAILED',
-    exited ? 'nbdfuse exited before exposing the overlay' : `nbdfuse did not start within ${timeoutMs / 1000} s`,
-    {
-      stderrTail: stderr || undefined,
-      hint: 'check that FUSE works here (modprobe fuse; apt-get install fuse3 nbdfuse)',
-    },
-  );
-}
-
 /** Is `dir` a mount point right now? (/proc/self/mountinfo, field 5) */
 export async function isMountPoint(dir: string): Promise<boolean> {
   const { readFile } = await import('node:fs/promises');
@@ -100,7 +76,7 @@ async function unmountDir(dir: string, program: 'umount' | 'fusermount3' = 'umou
   const args = program === 'umount' ? [dir] : ['-u', dir];
   for (let attempt = 0; attempt < 5; attempt++) {
     if (!(await isMountPoint(dir))) return;
-    const r = await execa(program, args, { reject: false });
+    const r = await run(program, args, { allowFailure: true });
     if (r.exitCode === 0) return;
     await sleep(100 * (attempt + 1));
   }
@@ -119,10 +95,10 @@ export async function exposeOverlay(overlay: Overlay, workDir: string): Promise<
   const removeDir: ExitHandle = onExit(`remove ${dir}`, async () => {
     // rmdir, never rm -r: if the unmount failed, the overlay must not be emptied through it.
     await rmdir(mnt).catch(() => undefined);
-    await execa('rm', ['-f', pidfile], { reject: false });
+    await unlink(pidfile).catch(() => undefined);
     await rmdir(dir).catch(() => undefined);
   });
-  const child = execa('nbdfuse', ['-P', pidfile, join(mnt, 'disk'), '--unix', overlay.socket], {
+  const { child } = await startProgram('nbdfuse', ['-P', pidfile, join(mnt, 'disk'), '--unix', overlay.socket], {
     stdin: 'ignore',
     stdout: 'ignore',
     stderr: 'pipe',
@@ -143,7 +119,12 @@ export async function exposeOverlay(overlay: Overlay, workDir: string): Promise<
     await unmountDir(mnt, 'fusermount3');
   });
   try {
-    await waitForPidfile(pidfile, child, 15_000);
+    await waitForPidfile(pidfile, child, {
+      program: 'nbdfuse',
+      readiness: 'exposing the overlay',
+      timeoutMs: 15_000,
+      hint: 'check that FUSE works here (modprobe fuse; apt-get install fuse3 nbdfuse)',
+    });
     await access(join(mnt, 'disk'));
   } catch (e) {
     await stop.run();
@@ -164,10 +145,10 @@ export async function exposeOverlay(overlay: Overlay, workDir: string): Promise<
 
 async function detachLoop(dev: string): Promise<void> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const r = await execa('losetup', ['-d', dev], { reject: false });
+    const r = await run('losetup', ['-d', dev], { allowFailure: true });
     if (r.exitCode === 0) return;
     // Already gone (someone else detached it, or autoclear): nothing to do.
-    const st = await execa('losetup', [dev], { reject: false });
+    const st = await run('losetup', [dev], { allowFailure: true });
     if (st.exitCode !== 0) return;
     await sleep(100 * (attempt + 1));
   }
@@ -213,41 +194,6 @@ export async function mountFilesystem(
   });
   const h = onExit(`unmount ${dir}`, () => unmountDir(dir));
   return { device, dir, unmount: () => h.run() };
-}
-
-/**
- * Resolve a guest path to a host path under `root`, following symlinks the way
- * the guest would (absolute targets are inside the guest), so a hostile or
- * merged-/usr guest can never make us read or write outside its tree.
- * Returns null when the path does not exist.
- */
-export async function guestResolve(root: string, guestPath: string): Promise<string | null> {
-  const parts = guestPath.split('/').filter((p) => p && p !== '.');
-  const resolved: string[] = [];
-  let hops = 0;
-  while (parts.length > 0) {
-    const part = parts.shift()!;
-    if (part === '..') {
-      resolved.pop();
-      continue;
-    }
-    const host = join(root, ...resolved, part);
-    let st;
-    try {
-      st = await lstat(host);
-    } catch {
-      return null;
-    }
-    if (st.isSymbolicLink()) {
-      if (++hops > 40) return null;
-      const target = await readlink(host);
-      if (target.startsWith('/')) resolved.length = 0;
-      parts.unshift(...target.split('/').filter((p) => p && p !== '.'));
-      continue;
-    }
-    resolved.push(part);
-  }
-  return join(root, ...resolved);
 }
 
 function depth(mountpoint: string): number {
@@ -322,14 +268,18 @@ export async function mountGuest(
   };
   try {
     for (const w of wants) {
-      const target = w.mountpoint === '/' ? root : await guestResolve(root, w.mountpoint);
-      let dir = target;
-      if (!dir) {
+      // Symlinks in the mountpoint are followed inside the guest only; what is absent is created below root.
+      const dir = w.mountpoint === '/' ? root : await resolveGuestPath(root, w.mountpoint);
+      if (
+        !(await lstat(dir).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         if (opts.readOnly) {
           warn(`${w.mountpoint} does not exist in the guest: ${w.what} is not mounted`);
           continue;
         }
-        dir = join(root, w.mountpoint);
         await mkdir(dir, { recursive: true });
       }
       if (!dir.startsWith(root))

@@ -12,13 +12,13 @@
  * map. When a name the guest needs to boot is undecided there, planning stops
  * with INSPECTION (before anything is sent) and says how to map it.
  */
-import type { Inspection } from '../exporter/types.js';
+import type { Inspection } from '../guest/types.js';
 import { requireResolved } from '../guest/device-map.js';
 import { parseDeviceSpec } from '../guest/device-names.js';
 import { planBootArgs } from './boot-args.js';
 import type { Logger } from '../lib/log.js';
 import { stableDeviceName } from './device-names.js';
-import { guestFiles, writeIfChanged, type GuestFiles } from './guest-files.js';
+import { writeIfChanged, type GuestFiles } from './guest-files.js';
 import { isComment, lines } from './text.js';
 import type { Change, Fixup, FixupContext, HypervisorProfile } from './types.js';
 
@@ -110,7 +110,7 @@ export const blockDevices: Fixup = {
     const os = ctx.inspection.os;
     if (!os) return out;
     requireResolved(os.deviceMap);
-    const files = guestFiles(ctx);
+    const files = ctx.files;
     const map = mapper(ctx.inspection, ctx.options.hypervisor, ctx.log);
     const notes: string[] = [];
     out.changes.push(...(await planTable(files, '/etc/fstab', 0, map, notes)));

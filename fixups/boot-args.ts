@@ -1,6 +1,7 @@
 /**
  * Edits the kernel command lines of every boot entry the guest has (which
- * files and lines: guest/boot-configs.ts, shared with inspection): the `linux`
+ * files and lines: guest/boot-configs.ts kernelArgSites, shared with
+ * inspection; this module lists no path of its own): the `linux`
  * lines of the generated grub.cfg (`kernel` lines of a grub-legacy menu.lst,
  * `APPEND` lines of extlinux.conf), BLS entries
  * (/boot/loader/entries/*.conf `options`, with RHEL 8's `$kernelopts` kept in
@@ -14,19 +15,13 @@
  * entries is exact, and /etc/default/grub makes the next grub-mkconfig on the
  * target agree with it.
  */
-import type { InspectedOs } from '../exporter/types.js';
-import {
-  BLS_DIR,
-  BLS_OPTIONS,
-  bootEntryConfigs,
-  DEFAULT_GRUB,
-  GRUBENV,
-  KERNEL_CMDLINE,
-} from '../guest/boot-configs.js';
+import type { InspectedOs } from '../guest/types.js';
+import { kernelArgSites } from '../guest/boot-configs.js';
 import { P2vError } from '../lib/errors.js';
 import type { GuestFiles } from './guest-files.js';
 import { writeIfChanged } from './guest-files.js';
-import { editArgs, getShellVar, lines, setShellVar } from './text.js';
+import { getShellVar } from '../guest/shell-vars.js';
+import { editArgs, lines, setShellVar } from './text.js';
 import type { Change } from './types.js';
 
 export type ArgsEdit = (args: string[]) => string[];
@@ -76,7 +71,11 @@ export interface BootArgsOptions {
   defaultGrubVars?: string[];
 }
 
-/** Changes that apply `edit` to every kernel command line the guest boots with. */
+/**
+ * Changes that apply `edit` to every kernel command line the guest boots
+ * with: the places are guest/boot-configs.ts's kernelArgSites, decided from
+ * what Inspection says of the bootloader, the same list inspection read.
+ */
 export async function planBootArgs(
   files: GuestFiles,
   os: InspectedOs,
@@ -84,55 +83,46 @@ export async function planBootArgs(
   opts: BootArgsOptions = {},
 ): Promise<Change[]> {
   const changes: Change[] = [];
-  const configs = bootEntryConfigs(os);
   const seen = new Set<string>();
-  for (const [cfg, re] of configs) {
-    const host = await files.hostPath(cfg);
-    if (seen.has(host)) continue; // menu.lst is often a link to grub.conf
-    seen.add(host);
-    const before = await files.read(cfg);
-    if (before === null) continue;
-    changes.push(...writeIfChanged(cfg, before, editLines(before, re, edit)));
-  }
-  if (os.blsEntries) {
-    let usesKernelopts = false;
-    for (const name of await files.list(BLS_DIR)) {
-      if (!name.endsWith('.conf')) continue;
-      const path = `${BLS_DIR}/${name}`;
-      const before = await files.read(path);
-      if (before === null) continue;
-      if (/^\s*options\s.*\$kernelopts/m.test(before)) usesKernelopts = true;
-      changes.push(...writeIfChanged(path, before, editLines(before, BLS_OPTIONS, edit)));
+  let usesKernelopts = false;
+  let grubenvDone = false;
+  const vars = opts.defaultGrubVars ?? [];
+  for (const site of await kernelArgSites(files, os)) {
+    if (site.kind === 'entry' && !site.bls) {
+      const host = await files.hostPath(site.file);
+      if (seen.has(host)) continue; // menu.lst is often a link to grub.conf
+      seen.add(host);
     }
-    if (usesKernelopts) {
-      for (const env of GRUBENV) {
-        const before = await files.read(env);
-        if (before === null) continue;
-        changes.push(...writeIfChanged(env, before, editGrubenv(before, edit, env)));
+    if (site.kind === 'grubenv' && (!usesKernelopts || grubenvDone)) continue;
+    if (site.kind === 'default-grub' && vars.length === 0) continue;
+    const before = await files.read(site.file);
+    if (before === null) continue;
+    switch (site.kind) {
+      case 'entry':
+        if (site.bls && /^\s*options\s.*\$kernelopts/m.test(before)) usesKernelopts = true;
+        changes.push(...writeIfChanged(site.file, before, editLines(before, site.re, edit)));
+        break;
+      case 'grubenv':
+        grubenvDone = true;
+        changes.push(...writeIfChanged(site.file, before, editGrubenv(before, edit, site.file)));
+        break;
+      case 'kernel-cmdline': {
+        // kernel-install gives the next kernel's BLS entry these arguments.
+        const args = before.replace(/\n$/, '');
+        const after = editArgs(args, edit);
+        if (after !== args) changes.push({ kind: 'write', path: site.file, before, after: after + '\n' });
         break;
       }
-    }
-  }
-  if (os.blsEntries) {
-    // kernel-install gives the next kernel's BLS entry these arguments.
-    const before = await files.read(KERNEL_CMDLINE);
-    if (before !== null) {
-      const args = before.replace(/\n$/, '');
-      const after = editArgs(args, edit);
-      if (after !== args) changes.push({ kind: 'write', path: KERNEL_CMDLINE, before, after: after + '\n' });
-    }
-  }
-  const vars = opts.defaultGrubVars ?? [];
-  if (vars.length > 0 && os.bootloader === 'grub2') {
-    const before = await files.read(DEFAULT_GRUB);
-    if (before !== null) {
-      let after = before;
-      for (const v of vars) {
-        const cur = getShellVar(after, v);
-        if (cur === undefined) continue;
-        after = setShellVar(after, v, editArgs(cur, edit));
+      case 'default-grub': {
+        let after = before;
+        for (const v of vars) {
+          const cur = getShellVar(after, v);
+          if (cur === undefined) continue;
+          after = setShellVar(after, v, editArgs(cur, edit));
+        }
+        changes.push(...writeIfChanged(site.file, before, after));
+        break;
       }
-      changes.push(...writeIfChanged(DEFAULT_GRUB, before, after));
     }
   }
   return changes;

@@ -7,7 +7,7 @@
  * device map (guest/device-map.ts), decided from the guest's own view; this
  * module detects nothing.
  */
-import type { Inspection } from '../exporter/types.js';
+import type { Inspection } from '../guest/types.js';
 import { resolveDevice } from '../guest/device-map.js';
 import { diskLetters } from '../guest/device-names.js';
 import type { HypervisorProfile } from './types.js';

@@ -7,8 +7,9 @@
  * older read it; later ones only when it is there). Other lines stay as they are.
  */
 import { P2vError } from '../lib/errors.js';
-import { guestFiles, writeIfChanged } from './guest-files.js';
-import { getShellVar, isComment, lines, setShellVar } from './text.js';
+import { writeIfChanged } from './guest-files.js';
+import { getShellVar } from '../guest/shell-vars.js';
+import { isComment, lines, setShellVar } from './text.js';
 import type { Change, Fixup, FixupContext, PlannedFixup } from './types.js';
 
 const HOSTNAME_RE =
@@ -129,7 +130,7 @@ export const hostname: Fixup = {
     const given = ctx.options.hostname;
     if (!ctx.inspection.os) return out;
     if (given !== undefined) checkHostname(given);
-    const files = guestFiles(ctx);
+    const files = ctx.files;
     const etcHostname = await files.read('/etc/hostname');
     const sysconfig = await files.read('/etc/sysconfig/network');
     const oldName =

@@ -8,6 +8,4 @@ export { ipConfig } from './ip-config.js';
 export { initramfsDrivers } from './initramfs-drivers.js';
 export { selinuxRelabel } from './selinux-relabel.js';
 export { siteHooks } from './site-hooks.js';
-export { GuestFiles, resolveInGuest } from './guest-files.js';
-export { CpioScanner, listCpio, type CpioEntry } from './cpio.js';
-export { listInitramfs, compressionOf, type Compression } from './initramfs.js';
+export { GuestFiles } from './guest-files.js';

@@ -1,10 +1,11 @@
 /**
  * initramfs-drivers: the target's disk and network drivers must be in the
  * initramfs of every installed kernel, or the kernel cannot find its root
- * filesystem ("ALERT! /dev/… does not exist"). We read each initramfs itself
- * (see initramfs.ts) rather than trust the guest's configuration: a driver
- * counts as present when a module of that name is inside, or when the kernel
- * has it built in (/lib/modules/VER/modules.builtin).
+ * filesystem ("ALERT! /dev/… does not exist"). Inspection has read each
+ * initramfs image (InspectedKernel.initrdContent, guest/initramfs.ts) rather
+ * than trust the guest's configuration: a driver counts as present when a
+ * module of that name is inside, or when the kernel has it built in
+ * (/lib/modules/VER/modules.builtin).
  *
  * When one is missing we rebuild with the guest's own tool, in a chroot,
  * after recording the drivers in the tool's configuration so that the next
@@ -15,30 +16,16 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { InspectedKernel } from '../exporter/types.js';
+import type { InspectedKernel } from '../guest/types.js';
 import { P2vError } from '../lib/errors.js';
-import { guestFiles, type GuestFiles } from './guest-files.js';
-import { listInitramfs } from './initramfs.js';
+import type { GuestFiles } from './guest-files.js';
+import { INITRAMFS_TOOL_PATHS } from '../guest/inspect/detect.js';
+import { moduleName, moduleNamesOf } from '../guest/module-names.js';
 import { appendLines, isComment, lines } from './text.js';
 import type { Change, Fixup, FixupContext, HypervisorProfile, PlannedFixup } from './types.js';
 
 export function driversFor(hv: HypervisorProfile): string[] {
   return hv === 'kvm' ? ['virtio_blk', 'virtio_scsi', 'virtio_pci', 'virtio_net'] : ['xen-blkfront', 'xen-netfront'];
-}
-
-/** Module name as the kernel compares them ("xen-blkfront" = "xen_blkfront"). */
-export function moduleName(path: string): string | null {
-  const m = /(?:^|\/)([^/]+)\.ko(?:\.(?:gz|xz|zst))?$/.exec(path);
-  return m ? m[1]!.replace(/-/g, '_') : null;
-}
-
-function namesOf(paths: Iterable<string>): Set<string> {
-  const out = new Set<string>();
-  for (const p of paths) {
-    const n = moduleName(p.trim());
-    if (n) out.add(n);
-  }
-  return out;
 }
 
 async function walk(dir: string, out: string[]): Promise<void> {
@@ -57,17 +44,11 @@ async function walk(dir: string, out: string[]): Promise<void> {
 /** Modules the kernel has as files (modules.dep, or the tree when depmod never ran). */
 async function availableModules(files: GuestFiles, version: string): Promise<Set<string>> {
   const dep = await files.read(`/lib/modules/${version}/modules.dep`);
-  if (dep !== null) return namesOf(lines(dep).map((l) => l.split(':')[0]!));
+  if (dep !== null) return moduleNamesOf(lines(dep).map((l) => l.split(':')[0]!));
   const found: string[] = [];
   await walk(await files.hostPath(`/lib/modules/${version}/kernel`), found);
-  return namesOf(found);
+  return moduleNamesOf(found);
 }
-
-const TOOLS: Record<'initramfs-tools' | 'dracut' | 'mkinitrd', string[]> = {
-  'initramfs-tools': ['/usr/sbin/update-initramfs', '/sbin/update-initramfs'],
-  dracut: ['/usr/bin/dracut', '/usr/sbin/dracut', '/sbin/dracut'],
-  mkinitrd: ['/sbin/mkinitrd', '/usr/sbin/mkinitrd'],
-};
 
 export const INITRAMFS_TOOLS_MODULES = '/etc/initramfs-tools/modules';
 export const DRACUT_CONF = '/etc/dracut.conf.d/90-p2v.conf';
@@ -78,11 +59,15 @@ interface KernelGap {
 }
 
 async function missingDrivers(files: GuestFiles, k: InspectedKernel, wanted: string[]): Promise<string[]> {
-  const builtin = namesOf(lines((await files.read(`/lib/modules/${k.version}/modules.builtin`)) ?? ''));
-  let inside = new Set<string>();
-  if (k.initrd && (await files.exists(k.initrd))) inside = namesOf(await listInitramfs(await files.hostPath(k.initrd)));
+  const builtin = moduleNamesOf(lines((await files.read(`/lib/modules/${k.version}/modules.builtin`)) ?? ''));
+  const content = k.initrdContent;
+  if (content && 'error' in content)
+    throw new P2vError('FIXUP', `the initramfs ${k.initrd} of kernel ${k.version} cannot be read: ${content.error}`, {
+      hint: 'rebuild it in the source system (update-initramfs -u or dracut -f), then retry',
+    });
+  const inside = new Set(content?.modules ?? []);
   return wanted.filter((w) => {
-    const n = w.replace(/-/g, '_');
+    const n = moduleName(w);
     return !builtin.has(n) && !inside.has(n);
   });
 }
@@ -95,7 +80,7 @@ export const initramfsDrivers: Fixup = {
     const out: PlannedFixup = { fixup: 'initramfs-drivers', summary: [], changes: [] };
     const os = ctx.inspection.os;
     if (!os) return out;
-    const files = guestFiles(ctx);
+    const files = ctx.files;
     const wanted = driversFor(ctx.options.hypervisor);
     const gaps: KernelGap[] = [];
     for (const k of os.kernels) {
@@ -106,7 +91,7 @@ export const initramfsDrivers: Fixup = {
       const missing = await missingDrivers(files, k, wanted);
       if (missing.length === 0) continue;
       const available = await availableModules(files, k.version);
-      const absent = missing.filter((m) => !available.has(m.replace(/-/g, '_')));
+      const absent = missing.filter((m) => !available.has(moduleName(m)));
       if (absent.length > 0) {
         throw new P2vError(
           'FIXUP',
@@ -116,7 +101,7 @@ export const initramfsDrivers: Fixup = {
           },
         );
       }
-      if (!k.initrd || !(await files.exists(k.initrd))) {
+      if (!k.initrd || !k.initrdContent) {
         throw new P2vError(
           'FIXUP',
           `kernel ${k.version} has no initramfs, and ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not built into it`,
@@ -130,7 +115,7 @@ export const initramfsDrivers: Fixup = {
     if (gaps.length === 0) return out;
 
     const tool = os.initramfsTool;
-    const toolPaths = tool === 'unknown' ? [] : TOOLS[tool];
+    const toolPaths = tool === 'unknown' ? [] : INITRAMFS_TOOL_PATHS[tool];
     let toolFound = false;
     for (const p of toolPaths) if (await files.exists(p)) toolFound = true;
     if (!toolFound) {

@@ -16,7 +16,7 @@ import { isIP } from 'node:net';
 import { createHash } from 'node:crypto';
 import { P2vError } from '../lib/errors.js';
 import { planBootArgs, withInterfaceNaming } from './boot-args.js';
-import { guestFiles, writeIfChanged, type GuestFiles } from './guest-files.js';
+import { writeIfChanged, type GuestFiles } from './guest-files.js';
 import { appendLines, isComment, lines } from './text.js';
 import type { Change, Fixup, FixupContext, FixupOptions, PlannedFixup } from './types.js';
 
@@ -288,7 +288,7 @@ export const ipConfig: Fixup = {
     const os = ctx.inspection.os;
     if (!os) return out;
     const s = ipSettings(ctx.options);
-    const files = guestFiles(ctx);
+    const files = ctx.files;
     const system = os.networkConfig[0];
     const what = s.dhcp ? 'DHCP' : `${cidr(s)}${s.gateway ? ` via ${s.gateway}` : ''}`;
     let changes: Change[];

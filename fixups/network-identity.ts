@@ -16,7 +16,7 @@
  * the guest's existing configuration for eth0 still finds its NIC.
  */
 import { planBootArgs, withInterfaceNaming } from './boot-args.js';
-import { guestFiles, writeIfChanged, type GuestFiles } from './guest-files.js';
+import { writeIfChanged, type GuestFiles } from './guest-files.js';
 import { iniSections, lines } from './text.js';
 import type { Change, Fixup, FixupContext, PlannedFixup } from './types.js';
 
@@ -101,7 +101,7 @@ export const networkIdentity: Fixup = {
   async plan(ctx: FixupContext): Promise<PlannedFixup> {
     const out: PlannedFixup = { fixup: 'network-identity', summary: [], changes: [] };
     if (!ctx.inspection.os) return out;
-    const files = guestFiles(ctx);
+    const files = ctx.files;
 
     let pinnedKernelNames = false;
     const rules = await files.read(PERSISTENT_NET);

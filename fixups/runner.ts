@@ -30,7 +30,8 @@ import { P2vError } from '../lib/errors.js';
 import { withCleanup, type ExitAction, type ExitHandle } from '../lib/exit-actions.js';
 import { quoteArgv, run } from '../lib/run.js';
 import { blockDevices } from './block-devices.js';
-import { decodeText, forgetGuestFiles, freshGuestFiles, resolveInGuest } from './guest-files.js';
+import { decodeText, resolveGuestPath } from '../guest/files.js';
+import { GuestFiles } from './guest-files.js';
 import { hostname } from './hostname.js';
 import { initramfsDrivers } from './initramfs-drivers.js';
 import { ipConfig } from './ip-config.js';
@@ -38,7 +39,7 @@ import { networkIdentity } from './network-identity.js';
 import { serialConsole } from './serial-console.js';
 import { selinuxRelabel } from './selinux-relabel.js';
 import { runHook, siteHooks } from './site-hooks.js';
-import type { Change, Fixup, FixupContext, HypervisorProfile, PlannedFixup } from './types.js';
+import type { Change, Fixup, FixupContext, FixupInput, HypervisorProfile, PlannedFixup } from './types.js';
 
 /**
  * In order: configuration first, then the initramfs rebuild (which copies
@@ -66,8 +67,10 @@ export interface FixupReport {
 }
 
 /** Plan the fixups that apply to ctx.options; only those with changes are returned. */
-export async function planFixups(ctx: FixupContext, fixups: readonly Fixup[] = FIXUPS): Promise<PlannedFixup[]> {
-  const files = freshGuestFiles(ctx);
+export async function planFixups(input: FixupInput, fixups: readonly Fixup[] = FIXUPS): Promise<PlannedFixup[]> {
+  // One view for the whole run, on the context: each plan sees the ones before it.
+  const files = new GuestFiles(input.root);
+  const ctx: FixupContext = { ...input, files };
   const out: PlannedFixup[] = [];
   for (const f of fixups) {
     if (!f.appliesTo(ctx.options)) continue;
@@ -94,7 +97,7 @@ async function currentText(host: string): Promise<ReturnType<typeof decodeText> 
 }
 
 async function applyWrite(root: string, c: Extract<Change, { kind: 'write' }>): Promise<string> {
-  const host = await resolveInGuest(root, c.path);
+  const host = await resolveGuestPath(root, c.path);
   const current = await currentText(host);
   if ((current?.text ?? null) !== c.before) throw changedSincePlan(c.path);
   if (current !== null) {
@@ -109,7 +112,7 @@ async function applyWrite(root: string, c: Extract<Change, { kind: 'write' }>): 
 }
 
 async function applyRemove(root: string, c: Extract<Change, { kind: 'remove' }>): Promise<string> {
-  const host = await resolveInGuest(root, c.path, false);
+  const host = await resolveGuestPath(root, c.path, false);
   const st = await lstat(host).catch(() => null);
   if (!st?.isFile() || decodeText(await readFile(host)).text !== c.before) throw changedSincePlan(c.path);
   await unlink(host);
@@ -117,7 +120,7 @@ async function applyRemove(root: string, c: Extract<Change, { kind: 'remove' }>)
 }
 
 async function applySymlink(root: string, c: Extract<Change, { kind: 'symlink' }>): Promise<string> {
-  const host = await resolveInGuest(root, c.path, false);
+  const host = await resolveGuestPath(root, c.path, false);
   const st = await lstat(host).catch(() => null);
   if (st) {
     if (st.isSymbolicLink() && (await readlink(host)) === c.target) return `kept ${c.path} -> ${c.target}`;
@@ -138,7 +141,7 @@ async function mountApi(root: string, scope: Scope): Promise<void> {
     ['/dev', ['--bind', '/dev']],
   ];
   for (const [guest, args] of mounts) {
-    const host = await resolveInGuest(root, guest);
+    const host = await resolveGuestPath(root, guest);
     await mkdir(host, { recursive: true, mode: 0o755 });
     await run('mount', [...args, host], { what: `mounting ${guest} in the guest` });
     scope.onExit(`umount ${host}`, async () => {
@@ -149,7 +152,7 @@ async function mountApi(root: string, scope: Scope): Promise<void> {
   }
 }
 
-async function applyChroot(ctx: FixupContext, c: Extract<Change, { kind: 'chroot' }>): Promise<string> {
+async function applyChroot(ctx: FixupInput, c: Extract<Change, { kind: 'chroot' }>): Promise<string> {
   const r = await run('chroot', [ctx.root, ...c.argv], {
     what: `${c.reason}: rebuilding it in the guest`,
     // The host's environment (TMPDIR, locale, PATH) means nothing inside the guest.
@@ -168,7 +171,7 @@ interface ApplyState {
 
 /** Apply one change; returns the line to log. */
 async function applyChange(
-  ctx: FixupContext,
+  ctx: FixupInput,
   p: PlannedFixup,
   c: Change,
   scope: Scope,
@@ -205,32 +208,28 @@ async function applyChange(
 }
 
 /** Apply planned fixups to the guest. Every change is logged with one line. */
-export async function applyFixups(ctx: FixupContext, planned: readonly PlannedFixup[]): Promise<FixupReport> {
+export async function applyFixups(ctx: FixupInput, planned: readonly PlannedFixup[]): Promise<FixupReport> {
   let count = 0;
-  try {
-    await withCleanup(async (scope) => {
-      const state: ApplyState = { apiMounted: false, inspectionFile: undefined };
-      for (const p of planned) {
-        for (const c of p.changes) {
-          let line: string;
-          try {
-            line = await applyChange(ctx, p, c, scope, state);
-          } catch (e) {
-            if (e instanceof P2vError) throw e;
-            const where = 'path' in c ? ` to ${c.path}` : '';
-            throw new P2vError('IO', `${p.fixup}: cannot apply a change${where}: ${(e as Error).message}`, {
-              hint: 'check that the guest filesystem is mounted read-write and has free space',
-              cause: e,
-            });
-          }
-          ctx.log.info(`${p.fixup}: ${line}`);
-          count++;
+  await withCleanup(async (scope) => {
+    const state: ApplyState = { apiMounted: false, inspectionFile: undefined };
+    for (const p of planned) {
+      for (const c of p.changes) {
+        let line: string;
+        try {
+          line = await applyChange(ctx, p, c, scope, state);
+        } catch (e) {
+          if (e instanceof P2vError) throw e;
+          const where = 'path' in c ? ` to ${c.path}` : '';
+          throw new P2vError('IO', `${p.fixup}: cannot apply a change${where}: ${(e as Error).message}`, {
+            hint: 'check that the guest filesystem is mounted read-write and has free space',
+            cause: e,
+          });
         }
+        ctx.log.info(`${p.fixup}: ${line}`);
+        count++;
       }
-    });
-  } finally {
-    forgetGuestFiles(ctx);
-  }
+    }
+  });
   return { hypervisor: ctx.options.hypervisor, fixups: [...planned], changes: count };
 }
 

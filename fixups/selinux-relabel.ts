@@ -6,8 +6,7 @@
  * /.autorelabel, as virt-v2v does; that boot relabels and reboots once.
  * Files we change keep their label: the runner writes them in place.
  */
-import { getShellVar } from './text.js';
-import { guestFiles } from './guest-files.js';
+import { getShellVar } from '../guest/shell-vars.js';
 import type { Fixup, FixupContext, PlannedFixup } from './types.js';
 
 export const selinuxRelabel: Fixup = {
@@ -17,7 +16,7 @@ export const selinuxRelabel: Fixup = {
   async plan(ctx: FixupContext): Promise<PlannedFixup> {
     const out: PlannedFixup = { fixup: 'selinux-relabel', summary: [], changes: [] };
     if (!ctx.inspection.os) return out;
-    const files = guestFiles(ctx);
+    const files = ctx.files;
     const config = await files.read('/etc/selinux/config');
     const mode = config === null ? undefined : getShellVar(config, 'SELINUX');
     if (mode !== 'enforcing' && mode !== 'permissive') return out;

@@ -9,8 +9,9 @@
  */
 import { P2vError } from '../lib/errors.js';
 import { planBootArgs } from './boot-args.js';
-import { guestFiles, writeIfChanged, type GuestFiles } from './guest-files.js';
-import { appendLines, editArgs, getShellVar, isComment, lines, setShellVar } from './text.js';
+import { writeIfChanged, type GuestFiles } from './guest-files.js';
+import { getShellVar } from '../guest/shell-vars.js';
+import { appendLines, editArgs, isComment, lines, setShellVar } from './text.js';
 import type { Change, Fixup, FixupContext, HypervisorProfile, PlannedFixup } from './types.js';
 
 export interface ConsoleSettings {
@@ -167,7 +168,7 @@ export const serialConsole: Fixup = {
     const os = ctx.inspection.os;
     const out: PlannedFixup = { fixup: 'serial-console', summary: [], changes: [] };
     if (!os) return out;
-    const files = guestFiles(ctx);
+    const files = ctx.files;
     const c = consoleFor(ctx.options.hypervisor);
 
     const boot = await planBootArgs(files, os, (a) => withConsoles(a, c.args));

@@ -12,10 +12,12 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+// A site's own executable (an absolute path, not a host program on PATH), its output logged as it comes:
+// started with execa directly, as lib/run's missing-program check cannot apply.
 import { execa } from 'execa';
 import { P2vError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { bytewise } from './guest-files.js';
+import { bytewise } from '../guest/files.js';
 import type { Fixup, FixupContext, PlannedFixup } from './types.js';
 
 export interface HookEnvironment {

@@ -3,6 +3,7 @@
  * leave every other byte of a file as it was (comments, spacing, CRLF), so a
  * diff of a fixed file shows exactly the fixup and nothing else.
  */
+import { shellAssignment, splitShellWord, unquoteShellWord } from '../guest/shell-vars.js';
 
 /** Lines of `text`; joining with "\n" gives the text back byte for byte. */
 export function lines(text: string): string[] {
@@ -21,35 +22,19 @@ export function isComment(line: string): boolean {
   return /^\s*(#|$)/.test(line);
 }
 
-/*
- * Values are kept as shell words: inside double quotes `$VAR` and backquotes
- * stay as written (grub.d snippets say GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX
- * console=ttyS0"), only `"` and `\` are escaped, so reading and writing back
- * an assignment changes nothing but the arguments we edit.
- */
-const assignment = (name: string) => new RegExp(`^(\\s*(?:export\\s+)?${name}=)(.*)$`);
-
-/** Value of the last uncommented `NAME=value` in a shell-style file, unquoted; undefined when absent. */
-export function getShellVar(text: string, name: string): string | undefined {
-  let value: string | undefined;
-  for (const line of lines(text)) {
-    const m = assignment(name).exec(line);
-    if (m) value = unquote(splitWord(m[2]!).word);
-  }
-  return value;
-}
-
 /**
  * Set `NAME=value` in a shell-style file: the last assignment is rewritten in
- * its own quoting style; when there is none a line is appended.
+ * its own quoting style (read with guest/shell-vars.ts, the reader inspection
+ * uses too); when there is none a line is appended.
  */
 export function setShellVar(text: string, name: string, value: string): string {
   const ls = lines(text);
+  const re = shellAssignment(name);
   for (let i = ls.length - 1; i >= 0; i--) {
-    const m = assignment(name).exec(ls[i]!);
+    const m = re.exec(ls[i]!);
     if (!m) continue;
-    const { word, rest } = splitWord(m[2]!);
-    if (unquote(word) === value) return text;
+    const { word, rest } = splitShellWord(m[2]!);
+    if (unquoteShellWord(word) === value) return text;
     const q = word.startsWith("'") ? "'" : word.startsWith('"') || /[\s"'$`\\;&|<>()#]/.test(value) ? '"' : '';
     ls[i] = `${m[1]}${quote(value, q)}${rest}`;
     return ls.join('\n');
@@ -61,24 +46,6 @@ function quote(value: string, q: string): string {
   if (q === "'") return `'${value.replace(/'/g, `'\\''`)}'`;
   if (q === '"') return `"${value.replace(/["\\]/g, '\\$&')}"`;
   return value;
-}
-
-/** The shell word right after `=` and what follows it on the line (a comment, spaces). */
-function splitWord(raw: string): { word: string; rest: string } {
-  const q = raw[0];
-  if (q === '"' || q === "'") {
-    let i = 1;
-    while (i < raw.length && raw[i] !== q) i += q === '"' && raw[i] === '\\' ? 2 : 1;
-    return { word: raw.slice(0, i + 1), rest: raw.slice(i + 1) };
-  }
-  const m = /^(\S*)(.*)$/.exec(raw)!;
-  return { word: m[1]!, rest: m[2]! };
-}
-
-function unquote(s: string): string {
-  if (s.startsWith('"') && s.endsWith('"') && s.length >= 2) return s.slice(1, -1).replace(/\\(["\\])/g, '$1');
-  if (s.startsWith("'") && s.endsWith("'") && s.length >= 2) return s.slice(1, -1);
-  return s;
 }
 
 /** Split kernel arguments on whitespace. */

@@ -1,13 +1,14 @@
 /**
  * The common interface of fixups. A fixup reads the mounted guest (through
- * FixupContext.root) and the Inspection, and *plans* a list of Changes; the
+ * FixupContext.files) and the Inspection, and *plans* a list of Changes; the
  * runner prints them (--dry-run shows unified diffs), applies them, and records
  * them in the export log and the OVF annotation. A fixup never detects the
  * guest itself (that is Inspection's job) and never writes outside `root`.
  * Planning on an already fixed guest must return no changes (idempotence).
  */
-import type { Inspection } from '../exporter/types.js';
+import type { Inspection } from '../guest/types.js';
 import type { Logger } from '../lib/log.js';
+import type { GuestFiles } from './guest-files.js';
 
 /** The target hypervisor profile. */
 export type HypervisorProfile = 'kvm' | 'xen-pvm' | 'xen-hvm';
@@ -26,12 +27,23 @@ export interface FixupOptions {
   hooksDir?: string;
 }
 
-export interface FixupContext {
+/** What the supervisor hands the runner (planFixups, applyFixups). */
+export interface FixupInput {
   /** Host path where the guest's root filesystem (with /boot etc. below it) is mounted. */
   root: string;
+  /** Everything known about the guest: fixups read it, never detect for themselves. */
   inspection: Inspection;
   options: FixupOptions;
   log: Logger;
+}
+
+/**
+ * What each fixup's plan() gets: the runner's input plus `files`, the one view
+ * of the guest for this planning run (guest paths resolved inside `root`,
+ * changes planned by earlier fixups already visible).
+ */
+export interface FixupContext extends FixupInput {
+  files: GuestFiles;
 }
 
 /** Guest paths are absolute inside the guest ("/etc/fstab"); the runner maps them under `root`. */

@@ -7,9 +7,10 @@
  * in /etc/default/grub. Inspection reads them (root=, resume= for the device
  * map); fixups/boot-args.ts edits them. One list, so both see the same files.
  *
+ *   kernelArgSites(files, boot): Promise<KernelArgSite[]>  — every file, in order
  *   kernelCommandLines(files, boot): Promise<KernelCommandLine[]>
  */
-import { getShellVar } from '../fixups/text.js';
+import { getShellVar } from './shell-vars.js';
 
 /** What inspection says about the bootloader (a subset of exporter's InspectedOs). */
 export interface BootloaderFacts {
@@ -48,6 +49,33 @@ export function bootEntryConfigs(boot: BootloaderFacts): [string, RegExp][] {
   return configs;
 }
 
+/**
+ * One place that may hold kernel arguments, and how it spells them. The file
+ * may not exist: readers skip what they cannot read.
+ */
+export type KernelArgSite =
+  /** A boot entry file (grub.cfg, menu.lst, extlinux.conf, a BLS entry): every line `re` matches, group 2. */
+  | { kind: 'entry'; file: string; re: RegExp; bls: boolean }
+  /** RHEL 8's grubenv block: `kernelopts=`, used by BLS entries that say `$kernelopts`. */
+  | { kind: 'grubenv'; file: string }
+  /** /etc/kernel/cmdline, kernel-install's arguments for the next kernel. */
+  | { kind: 'kernel-cmdline'; file: string }
+  /** /etc/default/grub's GRUB_CMDLINE_LINUX(_DEFAULT), for the next grub-mkconfig. */
+  | { kind: 'default-grub'; file: string };
+
+/** Every place the guest keeps kernel arguments, in the order fixups edit them. */
+export async function kernelArgSites(files: GuestReader, boot: BootloaderFacts): Promise<KernelArgSite[]> {
+  const sites: KernelArgSite[] = bootEntryConfigs(boot).map(([file, re]) => ({ kind: 'entry', file, re, bls: false }));
+  if (boot.blsEntries) {
+    for (const name of await files.list(BLS_DIR))
+      if (name.endsWith('.conf')) sites.push({ kind: 'entry', file: `${BLS_DIR}/${name}`, re: BLS_OPTIONS, bls: true });
+    for (const env of GRUBENV) sites.push({ kind: 'grubenv', file: env });
+    sites.push({ kind: 'kernel-cmdline', file: KERNEL_CMDLINE });
+  }
+  if (boot.bootloader === 'grub2') sites.push({ kind: 'default-grub', file: DEFAULT_GRUB });
+  return sites;
+}
+
 export interface KernelCommandLine {
   /** Guest file it comes from. */
   file: string;
@@ -63,30 +91,26 @@ export async function kernelCommandLines(files: GuestReader, boot: BootloaderFac
       if (m) out.push({ file, args: m[2] ?? '' });
     }
   };
-  for (const [cfg, re] of bootEntryConfigs(boot)) {
-    const text = await files.read(cfg);
-    if (text !== null) scan(cfg, text, re);
-  }
-  if (boot.blsEntries) {
-    for (const name of await files.list(BLS_DIR)) {
-      if (!name.endsWith('.conf')) continue;
-      const text = await files.read(`${BLS_DIR}/${name}`);
-      if (text !== null) scan(`${BLS_DIR}/${name}`, text, BLS_OPTIONS);
+  for (const site of await kernelArgSites(files, boot)) {
+    const text = await files.read(site.file);
+    if (text === null) continue;
+    switch (site.kind) {
+      case 'entry':
+        scan(site.file, text, site.re);
+        break;
+      case 'grubenv':
+        scan(site.file, text.replace(/#+$/, ''), /^(kernelopts=)(.*)$/);
+        break;
+      case 'kernel-cmdline':
+        out.push({ file: site.file, args: text.replace(/\n$/, '') });
+        break;
+      case 'default-grub':
+        for (const v of DEFAULT_GRUB_VARS) {
+          const value = getShellVar(text, v);
+          if (value !== undefined) out.push({ file: site.file, args: value });
+        }
+        break;
     }
-    for (const env of GRUBENV) {
-      const text = await files.read(env);
-      if (text !== null) scan(env, text.replace(/#+$/, ''), /^(kernelopts=)(.*)$/);
-    }
-    const cmdline = await files.read(KERNEL_CMDLINE);
-    if (cmdline !== null) out.push({ file: KERNEL_CMDLINE, args: cmdline.replace(/\n$/, '') });
-  }
-  if (boot.bootloader === 'grub2') {
-    const text = await files.read(DEFAULT_GRUB);
-    if (text !== null)
-      for (const v of DEFAULT_GRUB_VARS) {
-        const value = getShellVar(text, v);
-        if (value !== undefined) out.push({ file: DEFAULT_GRUB, args: value });
-      }
   }
   return out;
 }

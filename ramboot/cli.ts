@@ -4,8 +4,7 @@
  * installed on this host.
  */
 import { Command, Option } from 'commander';
-import { helpAt80, refuseDashValues, runCli } from '../lib/cli.js';
-import { P2vError } from '../lib/errors.js';
+import { runCommand } from '../lib/cli.js';
 import { createLogger } from '../lib/log.js';
 import { toolVersion } from '../lib/version.js';
 import { buildRamInitrd, DEFAULT_MODULES } from './build.js';
@@ -31,9 +30,7 @@ export function buildCommand(onBuild: (o: BuildOptions) => Promise<void>): Comma
     .version(`p2v-ramboot ${toolVersion()}`, '-V, --version', 'print the version and exit')
     .helpOption('-h, --help', 'print this help and exit')
     .helpCommand('help [command]', 'print the help of a command')
-    .addOption(new Option('--debug', 'stack traces on errors').hideHelp())
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined });
+    .addOption(new Option('--debug', 'stack traces on errors').hideHelp());
   program
     .command('build')
     .description('write the ramboot initrd for a kernel release')
@@ -46,8 +43,6 @@ export function buildCommand(onBuild: (o: BuildOptions) => Promise<void>): Comma
     .option('--no-compress', 'write a plain cpio archive instead of gzip')
     .option('--json', 'print the build report as JSON on stdout')
     .option('-q, --quiet', 'errors only')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined })
     .allowExcessArguments(false)
     .addHelpText(
       'after',
@@ -55,40 +50,25 @@ export function buildCommand(onBuild: (o: BuildOptions) => Promise<void>): Comma
         '\n\nExample: p2v-ramboot build --kernel 6.1.0-56-amd64 -o /boot/initrd-ramboot.img\n',
     )
     .action(async (o: BuildOptions) => onBuild(o));
-  return helpAt80(program);
+  return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
-  await runCli('p2v-ramboot', async () => {
-    const cmd = buildCommand(async (o) => {
-      const log = createLogger({ tool: 'p2v-ramboot', quiet: o.quiet });
-      const r = await buildRamInitrd({
-        kernelRelease: o.kernel,
-        output: o.output,
-        modulesDir: o.modulesDir ?? '/lib/modules',
-        busybox: o.busybox ?? '/bin/busybox',
-        addModules: o.addModule ?? [],
-        compression: o.compress ? 'gzip' : 'none',
-      });
-      if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-      log.info(
-        `wrote ${r.output} (${r.bytes} bytes) for ${r.kernelRelease}: ${r.modules.length} modules${r.builtin.length ? `, built in: ${r.builtin.join(' ')}` : ''}`,
-      );
-      log.info(`boot it with: root=UUID=<bootstrap root> console=ttyS0 (see docs/ramboot.md)`);
+  const program = buildCommand(async (o) => {
+    const log = createLogger({ tool: 'p2v-ramboot', quiet: o.quiet });
+    const r = await buildRamInitrd({
+      kernelRelease: o.kernel,
+      output: o.output,
+      modulesDir: o.modulesDir ?? '/lib/modules',
+      busybox: o.busybox ?? '/bin/busybox',
+      addModules: o.addModule ?? [],
+      compression: o.compress ? 'gzip' : 'none',
     });
-    try {
-      refuseDashValues(cmd, argv.slice(2));
-      await cmd.parseAsync(argv);
-    } catch (e) {
-      if (e instanceof P2vError) throw e;
-      const err = e as { code?: string; message?: string; exitCode?: number };
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return;
-      if (err.code === 'commander.help' && err.exitCode === 0) return; // `p2v-ramboot help build`
-      if (err.code === 'commander.help')
-        throw new P2vError('USAGE', 'no command given', { hint: 'p2v-ramboot build --kernel RELEASE -o FILE' });
-      throw new P2vError('USAGE', (err.message ?? String(e)).replace(/^error: /, ''), {
-        hint: 'see p2v-ramboot build --help',
-      });
-    }
+    if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    log.info(
+      `wrote ${r.output} (${r.bytes} bytes) for ${r.kernelRelease}: ${r.modules.length} modules${r.builtin.length ? `, built in: ${r.builtin.join(' ')}` : ''}`,
+    );
+    log.info(`boot it with: root=UUID=<bootstrap root> console=ttyS0 (see docs/ramboot.md)`);
   });
+  await runCommand({ tool: 'p2v-ramboot', program, noCommandHint: 'p2v-ramboot build --kernel RELEASE -o FILE' }, argv);
 }

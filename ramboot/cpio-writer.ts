@@ -1,6 +1,6 @@
 /**
  * Writing "newc" cpio archives (magic 070701), the format the kernel unpacks
- * an initramfs from. `newcHeader` is a pure codec; `cpioArchive` turns a list
+ * an initramfs from. The codec is lib/cpio.ts (`newcHeader`); `cpioArchive` turns a list
  * of InitrdEntry into the archive's bytes as an async iterable, reading file
  * contents from disk as it goes (a member is never held whole in memory).
  *
@@ -11,6 +11,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { newcHeader, pad4 } from '../lib/cpio.js';
 
 export type InitrdEntry =
   | { type: 'dir'; name: string; mode?: number }
@@ -24,50 +25,6 @@ const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 const S_IFCHR = 0o020000;
 const TRAILER = 'TRAILER!!!';
-
-export interface NewcFields {
-  ino: number;
-  mode: number;
-  uid?: number;
-  gid?: number;
-  nlink?: number;
-  mtime?: number;
-  fileSize: number;
-  devMajor?: number;
-  devMinor?: number;
-  rdevMajor?: number;
-  rdevMinor?: number;
-  name: string;
-}
-
-const hex8 = (n: number): string => {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`cpio field out of range: ${n}`);
-  return n.toString(16).padStart(8, '0');
-};
-
-export const pad4 = (n: number): number => (4 - (n % 4)) % 4;
-
-/** Header + NUL-terminated name + padding to 4 bytes: everything before the data. */
-export function newcHeader(f: NewcFields): Buffer {
-  const name = Buffer.from(f.name + '\0', 'utf8');
-  const fields = [
-    f.ino,
-    f.mode,
-    f.uid ?? 0,
-    f.gid ?? 0,
-    f.nlink ?? 1,
-    f.mtime ?? 0,
-    f.fileSize,
-    f.devMajor ?? 0,
-    f.devMinor ?? 0,
-    f.rdevMajor ?? 0,
-    f.rdevMinor ?? 0,
-    name.length,
-    0, // check: always 0 in 070701
-  ];
-  const head = Buffer.from('070701' + fields.map(hex8).join(''), 'ascii');
-  return Buffer.concat([head, name, Buffer.alloc(pad4(head.length + name.length))]);
-}
 
 /** Archive member names are relative ("bin/busybox"), as the kernel expects. */
 function memberName(name: string): string {

@@ -12,7 +12,7 @@
  *   modules.builtin  modules compiled into the kernel: nothing to carry
  *
  * Module names compare with '-' and '_' as the same character, as the kernel
- * does. The resolution is pure apart from reading those files.
+ * does (guest/module-names.ts, the rule inspection uses too). The resolution is pure apart from reading those files.
  *
  *   const km = await KernelModules.load('/lib/modules', '6.1.0-56-amd64');
  *   const plan = km.resolve(['virtio_blk', 'ext4']);
@@ -21,6 +21,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { moduleName } from '../guest/module-names.js';
 import { P2vError } from '../lib/errors.js';
 
 export interface ModulePlan {
@@ -34,12 +35,6 @@ export interface ModulePlan {
    * initramfs says nothing about it.
    */
   optional: string[];
-}
-
-/** "kernel/fs/ext4/ext4.ko.xz" → "ext4"; "crc32c-intel" → "crc32c_intel". */
-export function moduleName(pathOrName: string): string {
-  const base = pathOrName.slice(pathOrName.lastIndexOf('/') + 1);
-  return base.replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
 }
 
 export class KernelModules {

@@ -2,9 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { inspect, parseFstab, parseOsRelease, compareKernelVersions } from '../../exporter/inspect.js';
+import { inspect } from '../../exporter/inspect.js';
+import { compareKernelVersions } from '../../guest/inspect/detect.js';
+import { parseOsRelease } from '../../guest/os-release.js';
+import { parseFstab } from '../../guest/references.js';
 import { formatInspection } from '../../exporter/inspect-format.js';
-import type { Inspection } from '../../exporter/types.js';
+import type { Inspection } from '../../guest/types.js';
 import { memoryLogger } from '../../lib/log.js';
 import { buildSampleDisk, SAMPLE_KERNEL } from '../../lib/sample-disk.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
@@ -81,6 +84,19 @@ describe('inspect', () => {
               vmlinuz: `/boot/vmlinuz-${SAMPLE_KERNEL}`,
               initrd: `/boot/initrd.img-${SAMPLE_KERNEL}`,
               hasModules: true,
+              // What the image holds, read as the kernel unpacks it (the fixups decide from this).
+              initrdContent: {
+                modules: [
+                  'ahci',
+                  'ata_piix',
+                  'ext4',
+                  'sd_mod',
+                  'virtio_blk',
+                  'virtio_net',
+                  'virtio_pci',
+                  'virtio_scsi',
+                ],
+              },
             },
           ],
           initramfsTool: 'initramfs-tools',

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { attachPartition, mountGuest } from '../../exporter/mount.js';
 import { inspect } from '../../exporter/inspect.js';
 import { checkSourceNotMountedRw, parseFstrim, sparsify } from '../../exporter/sparsify.js';
-import type { Inspection } from '../../exporter/types.js';
+import type { Inspection } from '../../guest/types.js';
 import { memoryLogger } from '../../lib/log.js';
 import { buildSampleDisk } from '../../lib/sample-disk.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';

@@ -2,7 +2,7 @@
 import { expect } from 'vitest';
 import { applyFixups } from '../../fixups/runner.js';
 import type { Change, Fixup, PlannedFixup } from '../../fixups/types.js';
-import type { Inspection } from '../../exporter/types.js';
+import type { Inspection } from '../../guest/types.js';
 import type { FixupOptions } from '../../fixups/types.js';
 import { changedPaths, context, snapshot } from './guests.js';
 

@@ -6,10 +6,13 @@
  */
 import { chmod, mkdir, readFile, readdir, lstat, readlink, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Inspection, InspectedOs } from '../../exporter/types.js';
+import type { Inspection, InspectedOs } from '../../guest/types.js';
 import type { GuestDeviceMap } from '../../guest/device-map.js';
 import { memoryLogger } from '../../lib/log.js';
 import type { FixupContext, FixupOptions } from '../../fixups/types.js';
+import { GuestFiles } from '../../fixups/guest-files.js';
+import { GuestTree } from '../../guest/files.js';
+import { initrdContent } from '../../guest/inspect/detect.js';
 
 export type Tree = Record<string, string | { text: string; mode: number } | { symlink: string }>;
 
@@ -54,7 +57,24 @@ export function context(
   inspection: Inspection,
   options: Partial<FixupOptions> = {},
 ): FixupContext & { log: ReturnType<typeof memoryLogger> } {
-  return { root, inspection, options: { hypervisor: 'kvm', ...options }, log: memoryLogger('p2v-export') };
+  return {
+    root,
+    inspection,
+    options: { hypervisor: 'kvm', ...options },
+    log: memoryLogger('p2v-export'),
+    files: new GuestFiles(root),
+  };
+}
+
+/** The inspection with what inspection reads of each kernel's initramfs image in the tree at root. */
+export async function withInitrds(root: string, inspection: Inspection): Promise<Inspection> {
+  const tree = new GuestTree(root);
+  for (const k of inspection.os?.kernels ?? []) {
+    const content = k.initrd ? await initrdContent(tree, k.initrd) : undefined;
+    if (content) k.initrdContent = content;
+    else delete k.initrdContent;
+  }
+  return inspection;
 }
 
 /** A device map as inspection decides it, for fixtures: guest disk key → exported disk index. */

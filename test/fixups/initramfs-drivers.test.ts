@@ -2,7 +2,7 @@ import { copyFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initramfsDrivers } from '../../fixups/initramfs-drivers.js';
-import { listInitramfs } from '../../fixups/initramfs.js';
+import { listInitramfs } from '../../guest/initramfs.js';
 import { applyFixups, planFixups } from '../../fixups/runner.js';
 import { isP2vError } from '../../lib/errors.js';
 import { pendingExitActions } from '../../lib/exit-actions.js';
@@ -19,6 +19,7 @@ import {
   modulesDep,
   rhelInspection,
   rhelTree,
+  withInitrds,
   writeTree,
 } from './guests.js';
 import { buildInitramfs, mainMembers } from './initramfs-images.js';
@@ -60,7 +61,7 @@ describe('initramfs-drivers', () => {
       await writeTree(root, {
         [`/lib/modules/${DEBIAN_KERNEL}/modules.builtin`]: 'kernel/drivers/virtio/virtio_pci.ko\n',
       });
-      const plan = await initramfsDrivers.plan(context(root, debianInspection()));
+      const plan = await initramfsDrivers.plan(context(root, await withInitrds(root, debianInspection())));
       expect(plan.changes).toEqual([]);
     });
   });
@@ -69,7 +70,7 @@ describe('initramfs-drivers', () => {
     await withTmpDir('ird', async (dir) => {
       const root = join(dir, 'root');
       await debianGuest(root, join(dir, 'work'), ['drivers/net/virtio_net.ko.xz', 'drivers/virtio/virtio_pci.ko']);
-      const plan = await initramfsDrivers.plan(context(root, debianInspection()));
+      const plan = await initramfsDrivers.plan(context(root, await withInitrds(root, debianInspection())));
       expect(plan.changes).toEqual([
         {
           kind: 'write',
@@ -100,7 +101,9 @@ describe('initramfs-drivers', () => {
         ),
         compression: 'xz',
       });
-      const plan = await initramfsDrivers.plan(context(root, rhelInspection(), { hypervisor: 'xen-pvm' }));
+      const plan = await initramfsDrivers.plan(
+        context(root, await withInitrds(root, rhelInspection()), { hypervisor: 'xen-pvm' }),
+      );
       expect(plan.changes).toEqual([
         {
           kind: 'write',
@@ -132,14 +135,18 @@ describe('initramfs-drivers', () => {
       const root = join(dir, 'root');
       await debianGuest(root, join(dir, 'work'), []);
       await writeTree(root, { [`/lib/modules/${DEBIAN_KERNEL}/modules.dep`]: 'kernel/drivers/ata/ahci.ko:\n' });
-      const e1 = await initramfsDrivers.plan(context(root, debianInspection())).catch((x: unknown) => x);
+      const e1 = await initramfsDrivers
+        .plan(context(root, await withInitrds(root, debianInspection())))
+        .catch((x: unknown) => x);
       expect(isP2vError(e1, 'FIXUP')).toBe(true);
       expect((e1 as Error).message).toBe(
         `kernel ${DEBIAN_KERNEL} has no virtio_blk, virtio_scsi, virtio_pci, virtio_net driver (not built in, no module in /lib/modules/${DEBIAN_KERNEL})`,
       );
       await writeTree(root, { [`/lib/modules/${DEBIAN_KERNEL}/modules.dep`]: modulesDep(DEBIAN_KERNEL) });
       await rm(join(root, 'usr/sbin/update-initramfs'));
-      const e2 = await initramfsDrivers.plan(context(root, debianInspection())).catch((x: unknown) => x);
+      const e2 = await initramfsDrivers
+        .plan(context(root, await withInitrds(root, debianInspection())))
+        .catch((x: unknown) => x);
       expect(isP2vError(e2, 'FIXUP')).toBe(true);
       expect((e2 as Error).message).toMatch(/the guest has no initramfs-tools to rebuild it$/);
       expect((e2 as { hint?: string }).hint).toBeTruthy();
@@ -153,7 +160,9 @@ describe('initramfs-drivers', () => {
         [`/lib/modules/${DEBIAN_KERNEL}/modules.builtin`]:
           'kernel/drivers/block/virtio_blk.ko\nkernel/drivers/scsi/virtio_scsi.ko\nkernel/drivers/virtio/virtio_pci.ko\n',
       });
-      const e = await initramfsDrivers.plan(context(root, debianInspection())).catch((x: unknown) => x);
+      const e = await initramfsDrivers
+        .plan(context(root, await withInitrds(root, debianInspection())))
+        .catch((x: unknown) => x);
       expect(isP2vError(e, 'FIXUP')).toBe(true);
       expect((e as Error).message).toBe(
         `kernel ${DEBIAN_KERNEL} has no initramfs, and virtio_net is not built into it`,
@@ -206,7 +215,7 @@ echo "update-initramfs: Generating /boot/initrd.img-$3"
         throw new Error(`${busybox} is dynamically linked; the chroot test needs: apt-get install busybox-static`);
       }
       await copyFile(busybox, join(root, 'bin/busybox'));
-      const ctx = context(root, debianInspection());
+      const ctx = context(root, await withInitrds(root, debianInspection()));
       const planned = await planFixups(ctx, [initramfsDrivers]);
       const pendingBefore = pendingExitActions().length;
       const report = await applyFixups(ctx, planned);
@@ -221,7 +230,9 @@ echo "update-initramfs: Generating /boot/initrd.img-$3"
       expect(await listInitramfs(join(root, `boot/initrd.img-${DEBIAN_KERNEL}`))).toEqual(
         mainMembers(DEBIAN_KERNEL, VIRTIO),
       );
-      expect((await initramfsDrivers.plan(context(root, debianInspection()))).changes).toEqual([]);
+      expect((await initramfsDrivers.plan(context(root, await withInitrds(root, debianInspection())))).changes).toEqual(
+        [],
+      );
     });
   });
 });

@@ -14,6 +14,7 @@ import {
   debianTree,
   snapshot,
   writeTree,
+  withInitrds,
 } from './guests.js';
 import { buildInitramfs, mainMembers } from './initramfs-images.js';
 
@@ -46,7 +47,7 @@ describe('fixup runner', () => {
         early: true,
       });
       const options = { hostname: 'web1', ip: '192.0.2.10/24', gateway: '192.0.2.1' };
-      const ctx = context(root, debianInspection(), options);
+      const ctx = context(root, await withInitrds(root, debianInspection()), options);
       const planned = await planFixups(ctx);
       expect(planned.map((p) => p.fixup)).toEqual([
         'block-devices',
@@ -83,7 +84,7 @@ describe('fixup runner', () => {
       expect(ctx.log.lines).toContain(
         'p2v-export: serial-console: linked /etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service -> /lib/systemd/system/serial-getty@.service',
       );
-      expect(await planFixups(context(root, debianInspection(), options))).toEqual([]);
+      expect(await planFixups(context(root, await withInitrds(root, debianInspection()), options))).toEqual([]);
 
       const text = annotationFor(report);
       expect(text.split('\n')[0]).toBe('Exported by ganeti-p2v for kvm; guest changes:');

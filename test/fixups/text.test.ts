@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { editArgs, getShellVar, setShellVar } from '../../fixups/text.js';
+import { editArgs, setShellVar } from '../../fixups/text.js';
+import { getShellVar } from '../../guest/shell-vars.js';
 
 describe('shell-style assignments', () => {
   it('reads the last uncommented assignment, unquoted', () => {

@@ -9,8 +9,7 @@
  *   isContainerPartition(p): boolean   — MBR extended partitions hold no filesystem
  */
 import { P2vError } from '../lib/errors.js';
-import { requireProgram } from '../lib/run.js';
-import { execa } from 'execa';
+import { run } from '../lib/run.js';
 import type { PartitionTableType } from './types.js';
 
 export interface TablePartition {
@@ -110,8 +109,7 @@ export function parseSfdiskJson(text: string, device: string): PartitionTable {
 
 /** Read the partition table of a disk file; a disk without one gives type 'none'. */
 export async function readPartitionTable(file: string): Promise<PartitionTable> {
-  await requireProgram('sfdisk');
-  const r = await execa('sfdisk', ['--json', file], { reject: false, stripFinalNewline: true });
+  const r = await run('sfdisk', ['--json', file], { allowFailure: true });
   if (r.exitCode !== 0) {
     const err = String(r.stderr ?? '');
     // sfdisk says so and exits 1 for a disk that has no (recognized) table: a whole-disk fs or blank disk.

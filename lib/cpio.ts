@@ -1,11 +1,22 @@
 /**
- * CpioScanner: a pure, incremental decoder of "newc" cpio archives (the format
- * of Linux initramfs images, magic 070701, or 070702 with checksums). It is fed
+ * The "newc" cpio codec (magic 070701, or 070702 with checksums), the format
+ * the kernel unpacks an initramfs from. Pure Buffer work, both ways:
+ *
+ *   newcHeader(fields): Buffer — encode one member's header, name and padding
+ *     (ramboot/cpio-writer.ts builds whole archives from it);
+ *   CpioScanner — decode incrementally (guest/initramfs.ts lists a guest's
+ *     initramfs with it); listCpio(buffer) for a whole archive in memory.
+ *
+ * Malformed input is a CpioError, a P2vError('IO') whose message says where.
+ *
+ * CpioScanner is fed
  * the bytes in chunks of any size and reports each member's name and size;
  * member data is skipped, never held, so a 100 MiB initramfs costs a few bytes
  * of memory. Several archives may follow each other (the kernel accepts that):
  * NUL padding between them is skipped.
  */
+
+import { P2vError } from './errors.js';
 
 export const NEWC_HEADER_SIZE = 110;
 /** Names longer than this are refused: the kernel itself limits them to PATH_MAX. */
@@ -17,9 +28,57 @@ export interface CpioEntry {
   size: number;
 }
 
-export class CpioError extends Error {}
+/** A malformed or truncated archive. */
+export class CpioError extends P2vError {
+  constructor(message: string) {
+    super('IO', message, { hint: 'the cpio archive is damaged: rebuild it where it was made' });
+    this.name = 'CpioError';
+  }
+}
 
-const pad4 = (n: number) => (4 - (n % 4)) % 4;
+export const pad4 = (n: number): number => (4 - (n % 4)) % 4;
+
+export interface NewcFields {
+  ino: number;
+  mode: number;
+  uid?: number;
+  gid?: number;
+  nlink?: number;
+  mtime?: number;
+  fileSize: number;
+  devMajor?: number;
+  devMinor?: number;
+  rdevMajor?: number;
+  rdevMinor?: number;
+  name: string;
+}
+
+const hex8 = (n: number): string => {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`cpio field out of range: ${n}`);
+  return n.toString(16).padStart(8, '0');
+};
+
+/** Header + NUL-terminated name + padding to 4 bytes: everything before the data. */
+export function newcHeader(f: NewcFields): Buffer {
+  const name = Buffer.from(f.name + '\0', 'utf8');
+  const fields = [
+    f.ino,
+    f.mode,
+    f.uid ?? 0,
+    f.gid ?? 0,
+    f.nlink ?? 1,
+    f.mtime ?? 0,
+    f.fileSize,
+    f.devMajor ?? 0,
+    f.devMinor ?? 0,
+    f.rdevMajor ?? 0,
+    f.rdevMinor ?? 0,
+    name.length,
+    0, // check: always 0 in 070701
+  ];
+  const head = Buffer.from('070701' + fields.map(hex8).join(''), 'ascii');
+  return Buffer.concat([head, name, Buffer.alloc(pad4(head.length + name.length))]);
+}
 
 type State =
   | { kind: 'between' }

@@ -1,18 +1,20 @@
 /**
- * Reading an initramfs image as the kernel does: zero or more uncompressed
+ * Reading a guest's initramfs image as the kernel does (inspection records
+ * which kernel modules each image holds; see InspectedKernel.initrdContent): zero or more uncompressed
  * newc archives (Debian and Ubuntu put CPU microcode first), then optionally a
  * compressed stream holding more archives. gzip is decompressed with zlib;
  * zstd, xz, lzma, lz4 and bzip2 through the host's own tools. Data streams
- * through CpioScanner, so only member names are kept.
+ * through CpioScanner (lib/cpio.ts), so only member names are kept. The
+ * decompressor is started with lib/run's startProgram: its output is read as
+ * a stream while it runs, and may be cut short once the archive ends.
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { execa } from 'execa';
 import { P2vError } from '../lib/errors.js';
-import { requireProgram } from '../lib/run.js';
-import { CpioError, CpioScanner } from './cpio.js';
+import { startProgram } from '../lib/run.js';
+import { CpioError, CpioScanner } from '../lib/cpio.js';
 
 export type Compression = 'gzip' | 'zstd' | 'xz' | 'lzma' | 'lz4' | 'bzip2';
 
@@ -57,8 +59,13 @@ async function scanCompressed(path: string, start: number, kind: Compression, sc
     return;
   }
   const [program, args] = TOOL[kind];
-  await requireProgram(program);
-  const child = execa(program, args, { buffer: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false });
+  const { child } = await startProgram(program, args, {
+    buffer: false,
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    reject: false,
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-2000)));
   input.pipe(child.stdin!);
@@ -71,7 +78,7 @@ async function scanCompressed(path: string, start: number, kind: Compression, sc
   }
   const r = await child;
   if (r.exitCode !== 0 && !scanner.stopped) {
-    throw new P2vError('FIXUP', `cannot decompress the initramfs ${path} (${program} exit status ${r.exitCode})`, {
+    throw new P2vError('INSPECTION', `cannot decompress the initramfs ${path} (${program} exit status ${r.exitCode})`, {
       stderrTail: stderr.trim() || undefined,
       hint: `check the image in the source system (lsinitramfs ${path}) and rebuild it there if it is damaged`,
     });
@@ -101,7 +108,7 @@ export async function listInitramfs(path: string): Promise<string[]> {
       await fh.read(head, 0, 8, pos);
       const kind = compressionOf(head);
       if (!kind) {
-        throw new P2vError('FIXUP', `the initramfs ${path} holds data we cannot read at byte ${pos}`, {
+        throw new P2vError('INSPECTION', `the initramfs ${path} holds data we cannot read at byte ${pos}`, {
           hint: 'it is neither cpio nor a known compression: rebuild it in the source system, then retry',
         });
       }
@@ -113,7 +120,7 @@ export async function listInitramfs(path: string): Promise<string[]> {
     }
   } catch (e) {
     if (e instanceof CpioError) {
-      throw new P2vError('FIXUP', `the initramfs ${path} is damaged: ${e.message}`, {
+      throw new P2vError('INSPECTION', `the initramfs ${path} is damaged: ${e.message}`, {
         hint: 'rebuild it in the source system (update-initramfs -u or dracut -f), then retry',
       });
     }

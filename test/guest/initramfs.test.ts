@@ -1,11 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CpioError, CpioScanner, listCpio } from '../../fixups/cpio.js';
-import { compressionOf, listInitramfs } from '../../fixups/initramfs.js';
+import { CpioError, CpioScanner, listCpio } from '../../lib/cpio.js';
+import { compressionOf, listInitramfs } from '../../guest/initramfs.js';
 import { isP2vError } from '../../lib/errors.js';
 import { withTmpDir } from '../helpers/tmp.js';
-import { buildInitramfs, mainMembers, type ImageCompression } from './initramfs-images.js';
+import { buildInitramfs, mainMembers, type ImageCompression } from '../fixups/initramfs-images.js';
 
 const V = '6.1.0-18-amd64';
 const MODS = ['drivers/block/virtio_blk.ko', 'drivers/net/virtio_net.ko.xz', 'drivers/block/xen-blkfront.ko.zst'];
@@ -70,17 +70,17 @@ describe('initramfs images', () => {
     });
   }
 
-  it('a damaged compressed archive is a FIXUP error', async () => {
+  it('a damaged compressed archive is an INSPECTION error', async () => {
     await withTmpDir('initramfs', async (dir) => {
       const img = join(dir, 'initrd.img');
       await buildInitramfs(dir, img, { members: mainMembers(V, MODS), compression: 'zstd', early: true });
       const data = await readFile(img);
       await writeFile(img, data.subarray(0, data.length - 40));
       const e = await listInitramfs(img).catch((x: unknown) => x);
-      expect(isP2vError(e, 'FIXUP')).toBe(true);
+      expect(isP2vError(e, 'INSPECTION')).toBe(true);
       await writeFile(img, Buffer.concat([data.subarray(0, 512), Buffer.from('garbage!')]));
       const e2 = await listInitramfs(img).catch((x: unknown) => x);
-      expect(isP2vError(e2, 'FIXUP')).toBe(true);
+      expect(isP2vError(e2, 'INSPECTION')).toBe(true);
       expect((e2 as Error).message).toMatch(/holds data we cannot read at byte 512/);
     });
   });

@@ -1,10 +1,10 @@
-import type { GuestDeviceMap } from '../guest/device-map.js';
-
 /**
- * Inspection: what the exporter found on the source disks, as plain data. It
- * is produced once (exporter/inspect), printed by `p2v-export --inspect`, given
- * to fixups (which never detect anything themselves) and to site hooks as JSON.
+ * Inspection: what is known about the guest on the source disks, as plain
+ * data. It is produced once (guest/inspect, run by exporter/inspect.ts with
+ * the live machine's description), printed by `p2v-export --inspect`, given to
+ * fixups (which never detect anything themselves) and to site hooks as JSON.
  */
+import type { GuestDeviceMap } from './device-map.js';
 
 export type PartitionTableType = 'dos' | 'gpt' | 'none';
 
@@ -59,6 +59,13 @@ export interface InspectedKernel {
   initrd?: string;
   /** Module directory present (/lib/modules/VERSION). */
   hasModules: boolean;
+  /**
+   * What the initramfs image holds, read as the kernel unpacks it
+   * (guest/initramfs.ts): the kernel module names inside ("virtio_blk",
+   * '-' written '_'), or why it could not be read. Absent when there is no
+   * image.
+   */
+  initrdContent?: { modules: string[] } | { error: string };
 }
 
 export type InitramfsTool = 'initramfs-tools' | 'dracut' | 'mkinitrd' | 'unknown';
@@ -96,16 +103,22 @@ export interface InspectedOs {
   deviceMap: GuestDeviceMap;
 }
 
+/**
+ * The source machine as the live system sees it: vCPUs, memory, NIC MACs. Not
+ * guest knowledge (exporter/live-machine.ts probes it, or the user gives it):
+ * inspection carries it along so the descriptor and the fixups see one record.
+ */
+export interface MachineFacts {
+  cpus: number;
+  memoryMiB: number;
+  nics: { name: string; mac: string }[];
+}
+
 /** Everything inspection learned. `os` is absent for data-only disks. */
 export interface Inspection {
   disks: InspectedDisk[];
   os?: InspectedOs;
-  /** The source machine, from the live system: vCPUs, memory, NIC MACs. */
-  machine: {
-    cpus: number;
-    memoryMiB: number;
-    nics: { name: string; mac: string }[];
-  };
+  machine: MachineFacts;
   /** Non-fatal findings, e.g. "filesystem on sda3 cannot be mounted: copied whole". */
   warnings: string[];
 }
