@@ -5,8 +5,8 @@
  * overlay running, and the first mistakes get their own diagnosis.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { stat, writeFile } from 'node:fs/promises';
-import { helpAt80, refuseDashValues, requireRoot, runCli } from '../lib/cli.js';
+import { stat } from 'node:fs/promises';
+import { requireRoot, runCommand } from '../lib/cli.js';
 import { P2vError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { closeProgressOut, openProgressFd } from '../lib/progress.js';
@@ -14,9 +14,9 @@ import { parseSize } from '../lib/units.js';
 import { toolVersion } from '../lib/version.js';
 import { checkHostname } from '../fixups/hostname.js';
 import { ipSettings } from '../fixups/ip-config.js';
-import { runExport, type ExportOutput } from './export.js';
-import { formatReport } from './report.js';
-import { parseSshTarget } from './ssh-transport.js';
+import { runExport } from './export.js';
+import { chooseOutput } from './outputs/index.js';
+import { checkReportFile, formatReport, writeReportFile } from './report.js';
 import type { HypervisorProfile } from '../fixups/types.js';
 import { parseMapDevice, type DeviceMapping } from '../guest/device-names.js';
 
@@ -47,7 +47,7 @@ export function buildProgram(): Command {
     .option('-d, --disk <path>', 'source disk (repeat; boot disk first)', collect)
     .option('--ovf', 'stream the OVA to standard output (chunked)')
     .option('-o, --output <file>', 'write a single-file OVA ("-": stdout, chunked)')
-    .option('--force', 'with -o: replace FILE if it exists')
+    .option('--force', 'replace the -o or --report FILE if it exists')
     .option('--ssh <user@host>', 'stream to p2v-import over SSH (user@host[:port])')
     .option('--key <file>', 'SSH private key (else ssh-agent, ~/.ssh/id_*)')
     .option('--host-key <sha256>', 'stager host key, SHA256:… (else known_hosts)')
@@ -92,7 +92,7 @@ export function buildProgram(): Command {
         '  p2v-export --disk /dev/sda -o machine.ova\n' +
         '  p2v-export --disk /dev/sda --inspect\n',
     );
-  return helpAt80(program);
+  return program;
 }
 
 function hypervisorProfile(v: string): HypervisorProfile {
@@ -143,45 +143,6 @@ interface CliOpts {
   quiet?: boolean;
 }
 
-function chooseOutput(o: CliOpts): ExportOutput | undefined {
-  const modes = [o.ovf && '--ovf', o.output && '-o', o.ssh && '--ssh', o.direct && '--direct'].filter(Boolean);
-  if (modes.length > 1)
-    throw new P2vError('USAGE', `${modes.join(' and ')} cannot be combined`, { hint: 'choose one destination' });
-  if (o.inspect || o.dryRun) return undefined;
-  if (o.ssh || o.direct) {
-    if (o.direct && !/^\/dev\/[\w/-]+$/.test(o.targetDevice))
-      throw new P2vError('USAGE', `bad --target-device "${o.targetDevice}"`, {
-        hint: 'name the target disk, e.g. /dev/vda',
-      });
-    // The direct path writes disk 0 over the target's own disk as it arrives, then powers the target off.
-    const command =
-      o.remoteCommand ??
-      (o.direct ? `p2v-import --staging /run/p2v --device ${o.targetDevice} --power-off` : 'p2v-import');
-    return {
-      kind: 'ssh',
-      ssh: {
-        target: parseSshTarget((o.ssh ?? o.direct)!),
-        keyFile: o.key,
-        hostKey: o.hostKey,
-        knownHosts: o.knownHosts?.length ? o.knownHosts : undefined,
-        command,
-      },
-    };
-  }
-  if (o.force && !(o.output && o.output !== '-'))
-    throw new P2vError('USAGE', '--force goes with -o FILE', { hint: 'it lets -o replace an existing file' });
-  if (o.output && o.output !== '-') return { kind: 'file', path: o.output, force: o.force };
-  if (!o.ovf && o.output !== '-')
-    throw new P2vError('USAGE', 'no destination given', {
-      hint: 'use --ovf (stream to stdout), -o FILE.ova, or --ssh USER@STAGER',
-    });
-  if (process.stdout.isTTY)
-    throw new P2vError('USAGE', 'refusing to write an OVA stream to a terminal', {
-      hint: 'pipe it: p2v-export --ovf … | ssh stager p2v-import',
-    });
-  return { kind: 'stdout' };
-}
-
 /** The option values, checked as the fixups and the writers will check them, before anything runs. */
 async function checkValues(o: CliOpts): Promise<{ memoryMiB?: number; chunkSize?: number }> {
   if (!o.disk?.length)
@@ -225,15 +186,7 @@ async function checkValues(o: CliOpts): Promise<{ memoryMiB?: number; chunkSize?
 }
 
 export async function main(argv: string[]): Promise<void> {
-  await runCli('p2v-export', async () => {
-    const program = buildProgram();
-    program.exitOverride((err) => {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(0);
-      throw new P2vError('USAGE', err.message.replace(/^error: /, ''), { hint: 'see p2v-export --help' });
-    });
-    program.configureOutput({ writeErr: () => undefined });
-    refuseDashValues(program, argv.slice(2));
-    program.parse(argv);
+  await runCommand({ tool: 'p2v-export', program: buildProgram() }, argv, async (program) => {
     // Defaults set here, not in commander, so --help shows them in plain words.
     const given = program.opts<Partial<CliOpts>>();
     const o: CliOpts = {
@@ -244,10 +197,11 @@ export async function main(argv: string[]): Promise<void> {
       fixups: given.fixups ?? true,
     };
     const values = await checkValues(o);
-    const output = chooseOutput(o);
+    const output = chooseOutput({ ...o, sendsNothing: o.inspect || o.dryRun });
     if (o.progressFd === 1 && output?.kind === 'stdout')
       throw new P2vError('USAGE', '--progress-fd 1 is standard output, which carries the OVA stream');
     requireRoot('p2v-export attaches loop devices, mounts the guest and serves it through FUSE');
+    if (o.report) await checkReportFile(o.report, o.force);
     const progressOut = o.progressFd !== undefined ? openProgressFd(o.progressFd) : undefined;
     const log = createLogger({ tool: 'p2v-export', verbose: o.verbose, quiet: o.quiet });
     const progress = o.progress === 'auto' ? (process.stderr.isTTY ? 'tty' : 'none') : o.progress;
@@ -255,7 +209,7 @@ export async function main(argv: string[]): Promise<void> {
     try {
       report = await runExport({
         disks: o.disk!,
-        output: output ?? { kind: 'stdout' },
+        output,
         inspectOnly: o.inspect ? (o.json ? 'json' : 'text') : undefined,
         dryRun: o.dryRun,
         noFixups: !o.fixups,
@@ -281,7 +235,7 @@ export async function main(argv: string[]): Promise<void> {
     } finally {
       if (progressOut) await closeProgressOut(progressOut);
     }
-    if (o.report) await writeFile(o.report, JSON.stringify(report, null, 2) + '\n');
+    if (o.report) await writeReportFile(o.report, report, o.force);
     if (!o.inspect && !o.dryRun && !o.quiet) process.stderr.write(formatReport(report));
   });
 }

@@ -6,13 +6,12 @@
  * foreground as our child with --exit-with-parent, so it dies with us even on
  * SIGKILL, and an exit action stops it on every normal exit path.
  */
-import { execa, type ResultPromise } from 'execa';
-import { mkdtemp, rm, access } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { P2vError } from '../lib/errors.js';
 import { onExit, type ExitHandle } from '../lib/exit-actions.js';
-import { requireProgram } from '../lib/run.js';
+import { waitForPidfile } from '../lib/pidfile.js';
+import { startProgram } from '../lib/run.js';
 import { checkSourceDisk } from './source-check.js';
 
 export interface Overlay {
@@ -33,47 +32,15 @@ export interface OverlayOptions {
   nbdkitArgs?: string[];
 }
 
-async function waitForFile(path: string, child: ResultPromise, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  child.then(
-    () => (exited = true),
-    () => (exited = true),
-  );
-  while (Date.now() < deadline) {
-    if (exited) break;
-    try {
-      await access(path);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  const r = await Promise.race([
-    child.catch((e: unknown) => e),
-    new Promise((r) => setTimeout(() => r(undefined), 200)),
-  ]);
-  const stderr = (r as { stderr?: string } | undefined)?.stderr;
-  throw new P2vError(
-    'COMMAND_FAILED',
-    exited ? 'nbdkit exited before serving the overlay' : 'nbdkit did not start within ' + timeoutMs / 1000 + ' s',
-    {
-      stderrTail: typeof stderr === 'string' ? stderr.trim().split('\n').slice(-5).join('\n') : undefined,
-      hint: "nbdkit's own words are above: check that the source is readable and nbdkit's cow filter is installed (package nbdkit)",
-    },
-  );
-}
-
 /** Start a copy-on-write overlay over `source`. */
 export async function openOverlay(source: string, opts: OverlayOptions = {}): Promise<Overlay> {
   // Before nbdkit: its own words for a directory or /dev/null ("use dir=") would mislead.
   await checkSourceDisk(source);
-  await requireProgram('nbdkit');
   const dir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'p2v-overlay-'));
   const socket = join(dir, 'nbd.sock');
   const pidfile = join(dir, 'nbdkit.pid');
   const removeDir: ExitHandle = onExit(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
-  const child = execa(
+  const { child } = await startProgram(
     'nbdkit',
     [
       '--foreground',
@@ -99,7 +66,12 @@ export async function openOverlay(source: string, opts: OverlayOptions = {}): Pr
     }
   });
   try {
-    await waitForFile(pidfile, child, 15_000);
+    await waitForPidfile(pidfile, child, {
+      program: 'nbdkit',
+      readiness: 'serving the overlay',
+      timeoutMs: 15_000,
+      hint: "nbdkit's own words are above: check that the source is readable and nbdkit's cow filter is installed (package nbdkit)",
+    });
   } catch (e) {
     await kill.run();
     await removeDir.run();

@@ -1,6 +1,40 @@
-/** The human summary printed at the end of an export (the JSON form is the ExportReport itself). */
+/**
+ * The export report: the human summary printed at the end of an export, and
+ * the JSON form (the ExportReport itself) that --report FILE writes. FILE is
+ * created as -o creates its file: exclusively (never through a symlink, never
+ * over another file), an existing FILE refused before any work unless --force.
+ */
+import { lstat } from 'node:fs/promises';
+import { P2vError } from '../lib/errors.js';
 import { formatBytes } from '../lib/progress.js';
 import type { ExportReport } from './export.js';
+import { createExclusive, fileError } from './outputs/exclusive-file.js';
+
+function exists(path: string): P2vError {
+  return new P2vError('USAGE', `${path} already exists: not overwritten`, {
+    hint: 'choose another name for --report, or add --force to replace it',
+  });
+}
+
+/** Before any work: refuse a --report FILE that exists (unless `force`) or is a directory. */
+export async function checkReportFile(path: string, force: boolean | undefined): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (st?.isDirectory())
+    throw new P2vError('USAGE', `--report ${path} is a directory`, { hint: 'name the JSON file to write' });
+  if (st && !force) throw exists(path);
+}
+
+/** Write the report as JSON to a file created exclusively (replacing the entry, not its target, with `force`). */
+export async function writeReportFile(path: string, report: ExportReport, force: boolean | undefined): Promise<void> {
+  const fh = await createExclusive(path, { force, exists: () => exists(path), option: '--report' });
+  try {
+    await fh.writeFile(JSON.stringify(report, null, 2) + '\n');
+  } catch (e) {
+    throw fileError(path, e, '--report');
+  } finally {
+    await fh.close();
+  }
+}
 
 export function formatReport(r: ExportReport): string {
   const lines: string[] = ['', 'p2v-export report'];

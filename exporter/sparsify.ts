@@ -14,14 +14,13 @@
  *   sparsify(inspection, mount, disks, { log, onProgress }): Promise<SparsifyReport>
  *   checkSourceNotMountedRw(source)  (re-exported from ./source-check)
  */
-import { execa } from 'execa';
 import { mkdtemp, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../lib/log.js';
 import { requireProgram, run } from '../lib/run.js';
 import { attachPartition, mountFilesystem, MOUNTABLE_FS, type ExposedDisk, type GuestMount } from './mount.js';
-import { isContainerPartition } from './partitions.js';
-import type { InspectedDisk, Inspection } from './types.js';
+import { isContainerPartition } from '../guest/partitions.js';
+import type { InspectedDisk, Inspection } from '../guest/types.js';
 
 export { checkSourceNotMountedRw } from './source-check.js';
 
@@ -54,8 +53,8 @@ async function fstrim(dir: string): Promise<number> {
 
 /** Turn a byte range of the exposed disk into a hole (falls back to a discard on a loop device). */
 async function punch(file: string, offset: number, size: number): Promise<void> {
-  const r = await execa('fallocate', ['--punch-hole', '--keep-size', '-o', String(offset), '-l', String(size), file], {
-    reject: false,
+  const r = await run('fallocate', ['--punch-hole', '--keep-size', '-o', String(offset), '-l', String(size), file], {
+    allowFailure: true,
   });
   if (r.exitCode === 0) return;
   const part = await attachPartition(file, offset, size);

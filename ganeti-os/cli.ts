@@ -10,7 +10,7 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { helpAt80, refuseDashValues, runCli } from '../lib/cli.js';
+import { runCommand } from '../lib/cli.js';
 import { P2vError } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { toolVersion } from '../lib/version.js';
@@ -58,25 +58,9 @@ export function buildProgram(): Command {
       }
       process.stdout.write(dir + '\n');
     });
-  return helpAt80(program);
+  return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
-  await runCli(TOOL, async () => {
-    const program = buildProgram();
-    const usage = (err: { code: string; message: string }) => {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version')
-        process.exit(0);
-      throw new P2vError('USAGE', err.message.replace(/^error: /, ''), { hint: `see ${TOOL} --help` });
-    };
-    program.exitOverride(usage);
-    for (const sub of program.commands) sub.exitOverride(usage);
-    program.configureOutput({ writeErr: () => undefined });
-    for (const sub of program.commands) sub.configureOutput({ writeErr: () => undefined });
-    if (argv.length <= 2) {
-      throw new P2vError('USAGE', 'no command given', { hint: `use ${TOOL} install or ${TOOL} path` });
-    }
-    refuseDashValues(program, argv.slice(2));
-    await program.parseAsync(argv);
-  });
+  await runCommand({ tool: TOOL, program: buildProgram(), noCommandHint: `use ${TOOL} install or ${TOOL} path` }, argv);
 }

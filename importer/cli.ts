@@ -10,7 +10,7 @@ import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { Command, InvalidArgumentError } from 'commander';
-import { runCli } from '../lib/cli.js';
+import { runCommand } from '../lib/cli.js';
 import { onExit } from '../lib/exit-actions.js';
 import { P2vError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
@@ -92,7 +92,7 @@ export function buildCommand(): Command {
     .argument('[file]', 'OVA file to read; - or nothing: standard input')
     .version(`p2v-import ${toolVersion()}`, '--version', 'print the version and exit')
     .helpOption('-h, --help', 'show this help and exit')
-    .configureHelp({ helpWidth: 80, showGlobalOptions: false });
+    .configureHelp({ showGlobalOptions: false });
 
   cmd.optionsGroup('Outputs (any number; written once the import is verified):');
   cmd
@@ -136,10 +136,7 @@ export function buildCommand(): Command {
     .option('-q, --quiet', 'errors only')
     .option('--debug', 'stack traces on errors (or P2V_DEBUG=1)');
 
-  return cmd
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined })
-    .allowExcessArguments(false);
+  return cmd.allowExcessArguments(false);
 }
 
 /** Read size for an OVA given as a file. */
@@ -207,17 +204,9 @@ function chooseMode(
 
 export async function main(argv: string[]): Promise<void> {
   if (argv.slice(2).includes('--setup-stager')) return setupStagerMain(argv);
-  await runCli('p2v-import', async () => {
-    const cmd = buildCommand();
-    try {
-      cmd.parse(argv);
-    } catch (e) {
-      const err = e as { code?: string; exitCode?: number; message?: string };
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return;
-      throw new P2vError('USAGE', (err.message ?? String(e)).replace(/^error: /, ''), {
-        hint: 'see p2v-import --help',
-      });
-    }
+  // Words that look like options are left to commander: the forced command's client words are checked apart.
+  const command = { tool: 'p2v-import', program: buildCommand(), refuseDashValues: false };
+  await runCommand(command, argv, async (cmd) => {
     const o = cmd.opts<CliOptions>();
     // The forced command's own words (argv) are the admin's; the client's are only what sshd passes on.
     const pinned = (attribute: string) => cmd.getOptionValueSource(attribute) === 'cli';

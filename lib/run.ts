@@ -2,9 +2,12 @@
  * Running host programs (qemu-img, nbdkit, losetup, mount, …) through execa.
  * A failure becomes a P2vError('COMMAND_FAILED') carrying the command line and
  * the tail of stderr; a missing program becomes P2vError('MISSING_PROGRAM')
- * naming the Debian package to install.
+ * naming the Debian package to install. Every program the product runs goes
+ * through here: `run` to completion (or `allowFailure` where a non-zero status
+ * is an answer, not an error), `startProgram` for a server or a stream whose
+ * life the caller manages.
  */
-import { execa, type Options, type Result } from 'execa';
+import { execa, type Options, type Result, type ResultPromise } from 'execa';
 import { P2vError } from './errors.js';
 
 /** Debian package that provides each program we call. */
@@ -103,6 +106,12 @@ export function quoteArgv(argv: readonly string[]): string {
 export interface RunOptions extends Options {
   /** Explain the step, used as the error message prefix ("mounting /dev/loop3"). */
   what?: string;
+  /**
+   * A non-zero exit status is an answer the caller reads from the result's
+   * exitCode (a probe, a step with a fallback), not a COMMAND_FAILED error. A
+   * missing program is still an error.
+   */
+  allowFailure?: boolean;
 }
 
 /**
@@ -110,10 +119,11 @@ export interface RunOptions extends Options {
  * command line and stderr tail when it fails.
  */
 export async function run(program: string, args: readonly string[], opts: RunOptions = {}): Promise<Result> {
-  const { what, ...execaOpts } = opts;
+  const { what, allowFailure, ...execaOpts } = opts;
   await requireProgram(program);
   try {
-    return (await execa(program, args, { stripFinalNewline: true, ...execaOpts })) as Result;
+    const reject = allowFailure ? false : execaOpts.reject;
+    return (await execa(program, args, { stripFinalNewline: true, ...execaOpts, reject })) as Result;
   } catch (e: unknown) {
     const err = e as { exitCode?: number; stderr?: unknown; shortMessage?: string; signal?: string };
     const cmd = quoteArgv([program, ...args]);
@@ -131,4 +141,19 @@ export async function run(program: string, args: readonly string[], opts: RunOpt
 export async function runText(program: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
   const r = await run(program, args, opts);
   return String(r.stdout ?? '').trim();
+}
+
+/**
+ * Start a program that outlives this call (nbdkit serving an overlay, a
+ * decompressor in a pipeline) after the same missing-program check; the
+ * caller owns the child: its stdio, its exit, and the words for its failure.
+ * (Wrapped in an object: the child is a promise, which `await` would wait out.)
+ */
+export async function startProgram<O extends Options>(
+  program: string,
+  args: readonly string[],
+  opts: O,
+): Promise<{ child: ResultPromise<{} & O> }> {
+  await requireProgram(program);
+  return { child: execa(program, args, opts) };
 }

@@ -4,10 +4,18 @@
  * each reply to its request. At most `maxInFlight` requests are on the wire,
  * later ones queue; writes wait for the socket to drain. Losing the
  * connection rejects every pending request with one clear error.
+ *
+ * It stays one file of about 500 lines on purpose: the request table, the
+ * in-flight window and the reply routing share one state (pending requests,
+ * handles, the dead connection's error), and every way the connection can
+ * fail must settle all of it at once; what has a job of its own is already
+ * apart (protocol.ts the wire formats, handshake.ts the negotiation,
+ * reply-parser.ts the reply stream).
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { P2vError } from '../../lib/errors.js';
-import { ByteReader, connectionClosed } from './byte-reader.js';
+import { drainedOrGone } from '../../lib/writable.js';
+import { HandshakeReader, connectionClosed } from './handshake-reader.js';
 import { negotiate } from './handshake.js';
 import * as P from './protocol.js';
 import { ReplyParser, type ReadTarget, type ReplyChunk } from './reply-parser.js';
@@ -89,7 +97,7 @@ export class NbdClient {
   /** Connect and negotiate; the client is ready for requests when this resolves. */
   static async connect(target: NbdTarget, opts: NbdConnectOptions = {}): Promise<NbdClient> {
     const where = describe(target);
-    const reader = new ByteReader();
+    const reader = new HandshakeReader();
     // Until transmission the reader keeps what it is given, so it gets copies of the shared receive buffer.
     const route = { to: (b: Buffer) => reader.push(Buffer.from(b)) };
     const onread = {
@@ -369,17 +377,7 @@ export class NbdClient {
   }
 
   private async drained(): Promise<void> {
-    while (this.socket.writableNeedDrain && !this.dead) {
-      await new Promise<void>((r) => {
-        const done = () => {
-          this.socket.off('drain', done);
-          this.socket.off('close', done);
-          r();
-        };
-        this.socket.on('drain', done);
-        this.socket.on('close', done);
-      });
-    }
+    while (this.socket.writableNeedDrain && !this.dead) await drainedOrGone(this.socket);
   }
 
   private async submit(

@@ -5,7 +5,7 @@
  * one without structured replies simply gives us no block status.
  */
 import { P2vError } from '../../lib/errors.js';
-import type { ByteReader } from './byte-reader.js';
+import type { HandshakeReader } from './handshake-reader.js';
 import * as P from './protocol.js';
 import type { NbdExportInfo } from './types.js';
 
@@ -20,7 +20,7 @@ interface OptionReply {
   payload: Buffer;
 }
 
-async function readOptionReply(reader: ByteReader, option: number): Promise<OptionReply> {
+async function readOptionReply(reader: HandshakeReader, option: number): Promise<OptionReply> {
   const h = P.decodeOptionReplyHeader(await reader.read(20));
   if (h.option !== option)
     throw protocolError(`NBD server answered option ${h.option} while we asked for option ${option}`);
@@ -43,7 +43,7 @@ function optionFailure(what: string, reply: OptionReply): P2vError {
  * On return the connection is in the transmission phase.
  */
 export async function negotiate(
-  reader: ByteReader,
+  reader: HandshakeReader,
   write: (b: Buffer) => void,
   exportName: string,
 ): Promise<NbdExportInfo> {
@@ -123,7 +123,7 @@ export async function negotiate(
 }
 
 async function exportNameOnly(
-  reader: ByteReader,
+  reader: HandshakeReader,
   write: (b: Buffer) => void,
   exportName: string,
   noZeroes: boolean,

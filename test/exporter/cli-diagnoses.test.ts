@@ -73,8 +73,11 @@ describe('p2v-export diagnoses', () => {
         expect(r.stderr, disk).toBe(`p2v-export: ${message}${hint}`);
         expect(r.code, disk).toBe(2);
       }
-      // A loop device with nothing attached is a block device of size 0.
-      const free = (await execa('losetup', ['-f'])).stdout.trim();
+      // A loop device with nothing attached is a block device of size 0. A node of
+      // our own at a minor no test reaches (`losetup -f` would race with the
+      // parallel tests that attach the first free loop device).
+      const free = join(dir, 'loop-unattached');
+      await execa('mknod', [free, 'b', '7', '250']);
       const r = await exporter(['--disk', free, '--ovf']);
       expect(r.stderr).toBe(
         `p2v-export: source disk ${free} is a block device of size 0 (no medium, or not attached)\n` +

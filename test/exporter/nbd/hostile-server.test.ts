@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { NbdClient } from '../../../exporter/nbd/index.js';
-import { ByteReader } from '../../../exporter/nbd/byte-reader.js';
+import { HandshakeReader } from '../../../exporter/nbd/handshake-reader.js';
 import * as P from '../../../exporter/nbd/protocol.js';
 import { withTmpDir } from '../../helpers/tmp.js';
 
@@ -46,7 +46,7 @@ function dataAt(offset: number, data: Buffer): Buffer {
 }
 
 async function serve(sock: Socket, goSupported: boolean, script: Script): Promise<void> {
-  const r = new ByteReader();
+  const r = new HandshakeReader();
   sock.on('data', (b: Buffer) => r.push(b));
   sock.on('close', () => r.fail(new Error('closed')));
   sock.on('error', () => undefined);

@@ -4,9 +4,9 @@
  * it (always: callers use try/finally or withNbdkit).
  */
 import { execa, type ResultPromise } from 'execa';
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NbdExtent } from '../../../exporter/nbd/index.js';
+import { waitForPidfile } from '../../../lib/pidfile.js';
 import { writeSparseImage } from '../../helpers/sparse-image.js';
 
 export interface Nbdkit {
@@ -65,19 +65,16 @@ async function startServer(
       await child;
     }
   };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await access(pidfile);
-      break;
-    } catch {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        await stop();
-        const r = await child;
-        throw new Error(`${program} ${args.join(' ')} did not start: ${String(r.stderr)}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  try {
+    await waitForPidfile(pidfile, child, {
+      program,
+      readiness: 'serving',
+      timeoutMs: 10_000,
+      hint: `the test started ${program} ${args.join(' ')}`,
+    });
+  } catch (e) {
+    await stop();
+    throw e;
   }
   return { socket, uri: `nbd+unix:///?socket=${socket}`, child, stop };
 }
