@@ -20,7 +20,7 @@ import { targetSize } from './disk-sink.js';
 import { importIdOf, MAX_MACHINE_JSON, readOurs } from './housekeeping.js';
 import { checkInstanceName, isValidInstanceName } from './instance-name.js';
 import { checkOutputLimits } from './limits.js';
-import { writeOutputsReporting, type PhaseReporting } from './output-phases.js';
+import { withKeptHint, writeOutputsReporting, type PhaseReporting } from './output-phases.js';
 import { claimOwner, ownerAlive, readOwner, releaseOwner } from './owner.js';
 import { checkFitsTarget } from './policy.js';
 import { rawDiskName } from './stage-disk.js';
@@ -158,15 +158,7 @@ export async function importFromStaged(req: FromStagedRequest): Promise<ImportRe
     }
     return { staged, written };
   } catch (e) {
-    if (e instanceof P2vError && !e.message.includes(dir)) {
-      const keptHint = `the staged import stays in ${dir}`;
-      throw new P2vError(e.code, e.message, {
-        hint: e.hint ? `${e.hint}; ${keptHint}` : keptHint,
-        cause: e,
-        command: e.command,
-        stderrTail: e.stderrTail,
-      });
-    }
+    if (e instanceof P2vError && !e.message.includes(dir)) throw withKeptHint(e, `the staged import stays in ${dir}`);
     throw e;
   } finally {
     await release.run();

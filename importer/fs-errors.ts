@@ -11,7 +11,7 @@
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { P2vError } from '../lib/errors.js';
-import { formatBytes } from '../lib/progress.js';
+import { formatBytes } from '../lib/units.js';
 
 export interface FsErrorContext {
   /** The file or directory the call was about, as the admin knows it. */

@@ -9,7 +9,7 @@
 import { resolve } from 'node:path';
 import { targetSize } from './disk-sink.js';
 import { fsErrorMeasured, isErrno, withSpaceFigures } from './fs-errors.js';
-import { writeOutputsReporting } from './output-phases.js';
+import { withKeptHint, writeOutputsReporting } from './output-phases.js';
 import { closeOutputPlaces, openOutputPlaces } from './output-plan.js';
 import { receiveOva } from './receive.js';
 import type { ImportRequest, ImportResult } from './types.js';
@@ -79,18 +79,11 @@ async function receiveAndWrite(
   } catch (caught) {
     // The staged import itself is good: keep it so the outputs can be retried.
     area.keep();
-    const keptHint = `the verified import stays in ${staged.dir}`;
     // Every fs call of the outputs already says what failed; an errno that slipped through still gets words.
     const e = isErrno(caught)
       ? await fsErrorMeasured(caught, { path: caught.path ?? 'an output', action: 'write' })
       : caught;
-    if (e instanceof P2vError)
-      throw new P2vError(e.code, e.message, {
-        hint: e.hint ? `${e.hint}; ${keptHint}` : keptHint,
-        cause: e,
-        command: e.command,
-        stderrTail: e.stderrTail,
-      });
+    if (e instanceof P2vError) throw withKeptHint(e, `the verified import stays in ${staged.dir}`);
     throw e;
   }
 }

@@ -1,49 +1,13 @@
 /**
- * Instance names. A name from the stream (gnt:Name, VirtualSystem Name/id) is
- * untrusted: it becomes a directory and file-name component, so it is reduced
- * to what Ganeti accepts for an instance (a DNS host name: lower-case letters,
- * digits, '-' and '.', labels of 1–63 characters, 253 in all). An operator's
- * --name is checked, never rewritten.
+ * The importer's choice of instance name. The name rules themselves are
+ * lib/instance-name.ts's (shared with the exporter); what is the importer's:
+ * which name wins (--name, else gnt:Name, else the VirtualSystem's), and that
+ * a stream naming nothing usable is a bad descriptor.
  */
 import { P2vError } from '../lib/errors.js';
+import { checkInstanceName, sanitiseInstanceName } from '../lib/instance-name.js';
 
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-
-/** True when `name` is a valid Ganeti instance name. */
-export function isValidInstanceName(name: string): boolean {
-  if (name.length === 0 || name.length > 253) return false;
-  return name.split('.').every((l) => LABEL.test(l));
-}
-
-/** Reduce an untrusted name to a valid one; undefined when nothing usable is left. */
-export function sanitiseInstanceName(raw: string): string | undefined {
-  const labels = raw
-    .normalize('NFKD')
-    .toLowerCase()
-    .replace(/[^a-z0-9.-]+/g, '-')
-    .split('.')
-    .map((l) =>
-      l
-        .replace(/-+/g, '-')
-        .replace(/^-+|-+$/g, '')
-        .slice(0, 63)
-        .replace(/-+$/, ''),
-    )
-    .filter((l) => l.length > 0);
-  let name = labels.join('.');
-  while (name.length > 253) name = name.slice(0, name.lastIndexOf('.'));
-  return isValidInstanceName(name) ? name : undefined;
-}
-
-/** Validate the operator's --name. */
-export function checkInstanceName(name: string): string {
-  if (!isValidInstanceName(name)) {
-    throw new P2vError('USAGE', `invalid instance name "${name}"`, {
-      hint: 'use a host name: lower-case letters, digits, "-" and "." (e.g. web1.example.org)',
-    });
-  }
-  return name;
-}
+export { checkInstanceName, isValidInstanceName, sanitiseInstanceName } from '../lib/instance-name.js';
 
 /** The name to use: --name, else the descriptor's Ganeti name, else its VirtualSystem name. */
 export function chooseInstanceName(given: string | undefined, candidates: (string | undefined)[]): string {

@@ -6,6 +6,7 @@
  * import, so a reader of `--progress-fd` sees one event stream from the
  * first byte to the last output.
  */
+import { P2vError } from '../lib/errors.js';
 import { PhaseReporter } from '../lib/progress.js';
 import { writeOutputs, type OutputOptions } from './outputs.js';
 import type { OutputSpec, StagedImport } from './types.js';
@@ -38,4 +39,18 @@ export async function writeOutputsReporting(
     written.push(...(await phases.run(`write ${o.kind} ${where(o)}`, () => writeOutputs(staged, [o], opts))));
   }
   return written;
+}
+
+/**
+ * A failed output's error, its hint extended with where the staged import
+ * stays (`the verified import stays in DIR`): the import itself is good, so
+ * the operator retries the outputs from there rather than sending again.
+ */
+export function withKeptHint(e: P2vError, keptHint: string): P2vError {
+  return new P2vError(e.code, e.message, {
+    hint: e.hint ? `${e.hint}; ${keptHint}` : keptHint,
+    cause: e,
+    command: e.command,
+    stderrTail: e.stderrTail,
+  });
 }

@@ -13,7 +13,7 @@
 import { accessSync, constants, lstatSync, statfsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { P2vError } from '../lib/errors.js';
-import { formatBytes } from '../lib/progress.js';
+import { formatBytes } from '../lib/units.js';
 import type { MachineDescription } from '../ovf/types.js';
 import { fsError, isErrno } from './fs-errors.js';
 import { checkPlaceStat, nameTaken, openOutputPlace, symlinkRefused, type OutputPlace } from './place.js';

@@ -218,7 +218,14 @@ async function tryWorkDir(place: OutputPlace): Promise<WorkDir | string> {
   const path = join(place.dir, name);
   let fh: FileHandle | undefined;
   const removeAll = async () => {
-    if (!fh) return;
+    if (!fh) {
+      // Interrupted before we held it: the name, if it still is an empty directory of ours
+      // (rmdir removes nothing else and follows no link).
+      const st = await lstat(made).catch(() => undefined);
+      if (st?.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o777) === 0o700)
+        await rmdir(made).catch(() => undefined);
+      return;
+    }
     for (const entry of await readdir(handlePath(fh, '')).catch(() => [] as string[]))
       await rm(handlePath(fh, entry), { recursive: true, force: true });
     // The name, only if it still is our directory (it may have been renamed and replaced).

@@ -1,22 +1,22 @@
 /**
- * Sizes on the command line ("100G", "512M", "1T", plain bytes) and in
- * messages. Suffixes are binary (K = 1024), as qemu-img and Ganeti read them.
+ * The importer's reading of sizes on its command line ("100G", "512M", "1T",
+ * plain bytes) and its way of stating them in messages. The parser is
+ * lib/units.ts's; what is the importer's own: a size here is a limit or a
+ * disk, so 0 is refused, a fraction of a byte is dropped (a limit is never
+ * raised by rounding), and the message reads like its other options'
+ * ("invalid --disk-size "12X"").
  */
 import { P2vError } from '../lib/errors.js';
-import { formatBytes } from '../lib/progress.js';
-
-const UNITS: Record<string, number> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
+import { formatBytes, readSize } from '../lib/units.js';
 
 export function parseSize(text: string, option = 'size'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(text);
-  const unit = m ? UNITS[m[2]!.toUpperCase()] : undefined;
-  const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) {
+  const r = readSize(text, { allowZero: false, rounding: 'floor' });
+  if (!r.ok) {
     throw new P2vError('USAGE', `invalid ${option} "${text}"`, {
       hint: 'give a size such as 100G, 512M or a number of bytes',
     });
   }
-  return n;
+  return r.bytes;
 }
 
 /** "20.0 GiB (21474836480 bytes)": readable and exact. */

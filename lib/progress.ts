@@ -22,6 +22,7 @@ import { createWriteStream, fstatSync, readdirSync, readFileSync, readlinkSync }
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { P2vError } from './errors.js';
+import { formatBytes } from './units.js';
 
 export type ProgressMode = 'tty' | 'json' | 'none';
 
@@ -290,16 +291,8 @@ export async function closeProgressOut(out: Writable): Promise<void> {
   });
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
+/** Kept here too for callers that take their formatting from the meter (the one implementation is lib/units.ts). */
+export { formatBytes };
 
 export function formatDuration(secs: number): string {
   const s = Math.round(secs);

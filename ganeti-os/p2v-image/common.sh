@@ -15,10 +15,8 @@
 #     stack runs newest first on every exit, including INT/TERM/HUP.
 #
 # Interface:
-#   os_script_init USAGE [ARGS...]  --help, OS API and variant checks, traps
+#   os_script_init, log, debug, die, cleanup_push: see the p2v-common.sh block
 #   os_no_args USAGE [ARGS...]      usage error (exit 2) when given arguments
-#   log MSG / debug MSG / die MSG [HINT]
-#   cleanup_push SHELL-COMMAND      run at exit, newest first
 #   make_workdir                    sets WORKDIR (removed at exit)
 #   check_disk PATH WHAT rw|ro      PATH is a block device or a file we can use
 #   disk_bytes PATH                 size in bytes of a block device or file
@@ -29,11 +27,31 @@
 
 P2V_OS_NAME=p2v-image
 P2V_SCRIPT=${0##*/}
+P2V_RUN_BY='gnt-instance add, gnt-backup import/export'
 
 # Copy granularity.  64 KiB is the default chunk of LVM thin pools and the
 # grain of streamOptimized VMDKs: a zero region this large stays a hole on
 # file and thin storage, while the copy still runs at memory speed.
 P2V_BLOCK=65536
+
+# ---- BEGIN p2v-common.sh (a copy: edit ganeti-os/common/p2v-common.sh, then run ganeti-os/common/sync.sh) ----
+# p2v-common.sh - the helpers every p2v Ganeti OS definition shares: messages,
+# the cleanup stack and the script entry checks.  This file is the one source;
+# each OS's common.sh carries a copy of it between BEGIN/END markers, so that
+# every OS directory stays self-contained wherever it is copied (Ganeti runs
+# an OS from its own directory; admins install with cp -a or p2v-ganeti-os
+# install).  After editing, run ganeti-os/common/sync.sh; a test fails while
+# a copy differs.
+#
+# The including common.sh sets, before the copy:
+#   P2V_OS_NAME   the OS name, for messages and the variant check
+#   P2V_SCRIPT    the running script's name
+#   P2V_RUN_BY    the Ganeti commands that run the scripts, for the hint
+#
+# Interface:
+#   os_script_init USAGE [ARGS...]  --help, OS API and variant checks, traps
+#   log MSG / debug MSG / die MSG [HINT]
+#   cleanup_push SHELL-COMMAND      run at exit, newest first
 
 log() {
   printf '%s %s: %s\n' "$P2V_OS_NAME" "$P2V_SCRIPT" "$*" >&2
@@ -82,12 +100,6 @@ cleanup_run() {
   exit "$p2v_rc"
 }
 
-make_workdir() {
-  WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/p2v-image.XXXXXXXX") ||
-    die "cannot create a temporary directory under ${TMPDIR:-/tmp}" "check that the node's /tmp is writable and not full"
-  cleanup_push "rm -rf -- '$WORKDIR'"
-}
-
 # ---------------------------------------------------------------- entry
 # os_script_init USAGE "$@": every script calls this first.  Ganeti passes no
 # arguments to create/import/export/rename and one ("parameters") to verify.
@@ -107,15 +119,22 @@ os_script_init() {
   trap 'exit 143' TERM
   if [ "${OS_API_VERSION:-}" != 20 ]; then
     if [ -z "${OS_API_VERSION:-}" ]; then
-      die "OS_API_VERSION is not set" "this script is run by Ganeti (gnt-instance add, gnt-backup import/export), not by hand"
+      die "OS_API_VERSION is not set" "this script is run by Ganeti ($P2V_RUN_BY), not by hand"
     fi
-    die "OS API version '$OS_API_VERSION' is not supported (only 20)" "install a p2v-image matching this Ganeti version"
+    die "OS API version '$OS_API_VERSION' is not supported (only 20)" "install a $P2V_OS_NAME matching this Ganeti version"
   fi
   case ${OS_VARIANT:-default} in
   '' | default) ;;
   *) die "unknown variant '$OS_VARIANT'" "use the OS name $P2V_OS_NAME+default" ;;
   esac
   debug "instance ${INSTANCE_NAME:-?}, ${DISK_COUNT:-?} disk(s)"
+}
+# ---- END p2v-common.sh ----
+
+make_workdir() {
+  WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/p2v-image.XXXXXXXX") ||
+    die "cannot create a temporary directory under ${TMPDIR:-/tmp}" "check that the node's /tmp is writable and not full"
+  cleanup_push "rm -rf -- '$WORKDIR'"
 }
 
 # os_no_args USAGE "$@": for the scripts that take no argument.

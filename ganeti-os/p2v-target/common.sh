@@ -9,26 +9,54 @@
 # through log or die; every error is one line, then a "hint:" line.
 #
 # Interface:
-#   os_script_init USAGE [ARGS...]  --help, OS API and variant checks, traps
-#   log MSG / die MSG [HINT]
-#   cleanup_push SHELL-COMMAND      run at exit, newest first
+#   os_script_init, log, debug, die, cleanup_push: see the p2v-common.sh block
 #   check_key_params                validates OSP_AUTHORIZED_KEY(_URL); sets KEY_SOURCE
 #   valid_pubkey LINE               true when LINE is one plain public key
 
 P2V_OS_NAME=p2v-target
 P2V_SCRIPT=${0##*/}
+P2V_RUN_BY='gnt-instance add/reinstall'
+
+# ---- BEGIN p2v-common.sh (a copy: edit ganeti-os/common/p2v-common.sh, then run ganeti-os/common/sync.sh) ----
+# p2v-common.sh - the helpers every p2v Ganeti OS definition shares: messages,
+# the cleanup stack and the script entry checks.  This file is the one source;
+# each OS's common.sh carries a copy of it between BEGIN/END markers, so that
+# every OS directory stays self-contained wherever it is copied (Ganeti runs
+# an OS from its own directory; admins install with cp -a or p2v-ganeti-os
+# install).  After editing, run ganeti-os/common/sync.sh; a test fails while
+# a copy differs.
+#
+# The including common.sh sets, before the copy:
+#   P2V_OS_NAME   the OS name, for messages and the variant check
+#   P2V_SCRIPT    the running script's name
+#   P2V_RUN_BY    the Ganeti commands that run the scripts, for the hint
+#
+# Interface:
+#   os_script_init USAGE [ARGS...]  --help, OS API and variant checks, traps
+#   log MSG / debug MSG / die MSG [HINT]
+#   cleanup_push SHELL-COMMAND      run at exit, newest first
 
 log() {
   printf '%s %s: %s\n' "$P2V_OS_NAME" "$P2V_SCRIPT" "$*" >&2
 }
 
+debug() {
+  case ${DEBUG_LEVEL:-0} in
+  '' | 0) ;;
+  *) log "debug: $*" ;;
+  esac
+}
+
+# die MESSAGE [HINT]: the one way a script fails.
 die() {
   log "error: $1"
   if [ -n "${2:-}" ]; then log "hint: $2"; fi
   exit 1
 }
 
-# A newline-separated list of shell commands, newest first.
+# ---------------------------------------------------------------- cleanup
+# A newline-separated list of shell commands, newest first (POSIX sh has no
+# arrays).  Each command is eval'ed once; a failing one is only a warning.
 P2V_CLEANUP=''
 
 cleanup_push() {
@@ -47,6 +75,7 @@ cleanup_run() {
   set -f
   for p2v_cmd in $p2v_list; do
     IFS=$p2v_oldifs
+    debug "cleanup: $p2v_cmd"
     eval "$p2v_cmd" || log "warning: cleanup step failed: $p2v_cmd"
   done
   IFS=$p2v_oldifs
@@ -54,6 +83,9 @@ cleanup_run() {
   exit "$p2v_rc"
 }
 
+# ---------------------------------------------------------------- entry
+# os_script_init USAGE "$@": every script calls this first.  Ganeti passes no
+# arguments to create/import/export/rename and one ("parameters") to verify.
 os_script_init() {
   p2v_usage=$1
   shift
@@ -70,15 +102,17 @@ os_script_init() {
   trap 'exit 143' TERM
   if [ "${OS_API_VERSION:-}" != 20 ]; then
     if [ -z "${OS_API_VERSION:-}" ]; then
-      die "OS_API_VERSION is not set" "this script is run by Ganeti (gnt-instance add/reinstall), not by hand"
+      die "OS_API_VERSION is not set" "this script is run by Ganeti ($P2V_RUN_BY), not by hand"
     fi
-    die "OS API version '$OS_API_VERSION' is not supported (only 20)" "install a p2v-target matching this Ganeti version"
+    die "OS API version '$OS_API_VERSION' is not supported (only 20)" "install a $P2V_OS_NAME matching this Ganeti version"
   fi
   case ${OS_VARIANT:-default} in
   '' | default) ;;
   *) die "unknown variant '$OS_VARIANT'" "use the OS name $P2V_OS_NAME+default" ;;
   esac
+  debug "instance ${INSTANCE_NAME:-?}, ${DISK_COUNT:-?} disk(s)"
 }
+# ---- END p2v-common.sh ----
 
 # valid_pubkey LINE: one public key "TYPE BASE64 [COMMENT]" of a type sshd
 # accepts, with no authorized_keys options: the key only lets its holder in as

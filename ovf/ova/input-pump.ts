@@ -11,6 +11,7 @@ import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type tar from 'tar-stream';
 import { P2vError } from '../../lib/errors.js';
+import { drainedOrGone } from '../../lib/writable.js';
 import { GzipBudget } from './gzip-budget.js';
 import { sniff } from './sniff.js';
 import type { TarTail } from './tar-tail.js';
@@ -47,17 +48,7 @@ export async function pumpInput(
       if (extract.destroyed || extract.destroying) return;
       budget?.spend(buf.length, opts.dataEnd());
       opts.tail.update(buf);
-      if (!extract.write(buf)) {
-        await new Promise<void>((resolve) => {
-          const go = () => {
-            extract.off('drain', go);
-            extract.off('close', go);
-            resolve();
-          };
-          extract.on('drain', go);
-          extract.on('close', go);
-        });
-      }
+      if (!extract.write(buf)) await drainedOrGone(extract);
     }
     if (!extract.destroyed && !extract.destroying) extract.end(undefined);
   } catch (e) {

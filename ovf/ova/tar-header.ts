@@ -36,7 +36,6 @@ export function tarPadding(size: number): number {
 
 export function encodeTarHeader(h: TarFileHeader): Buffer {
   if (!Number.isSafeInteger(h.size) || h.size < 0) throw new RangeError(`bad tar member size ${h.size}`);
-  // eslint-disable-next-line no-control-regex
   if (!/^[\x20-\x7e]+$/.test(h.name)) {
     throw new P2vError(
       'BAD_OVA',

@@ -20,6 +20,7 @@
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
 import { P2vError } from '../../lib/errors.js';
+import { drainedOrGone } from '../../lib/writable.js';
 import { DEFAULT_CHUNK_SIZE, type OvfFile } from '../types.js';
 import { formatManifest, type ManifestEntry } from '../manifest.js';
 import { encodeTarHeader, tarPadding, TAR_BLOCK, TAR_END } from './tar-header.js';
@@ -75,7 +76,6 @@ function checkOptions(opts: OvaWriteOptions): void {
   const seen = new Set<string>([opts.descriptorName, manifestNameFor(opts.descriptorName)]);
   const ids = new Set<string>();
   for (const f of opts.files) {
-    // eslint-disable-next-line no-control-regex
     if (!/^[^/\\\x00-\x1f]+$/.test(f.href) || f.href.startsWith('.') || /\.(ovf|mf|cert)$/i.test(f.href)) {
       throw new P2vError(
         'USAGE',
@@ -108,9 +108,7 @@ class StreamSink {
   private failure: Error | null = null;
   private readonly onError = (e: Error) => {
     this.failure ??= e;
-    this.wake?.();
   };
-  private wake: (() => void) | null = null;
 
   constructor(private readonly out: NodeJS.WritableStream) {
     out.on('error', this.onError);
@@ -120,7 +118,7 @@ class StreamSink {
     this.check();
     if (buf.length === 0) return;
     this.bytes += buf.length;
-    if (!this.out.write(buf)) await this.waitFor('drain');
+    if (!this.out.write(buf)) await drainedOrGone(this.out);
     this.check();
   }
 
@@ -135,20 +133,6 @@ class StreamSink {
         hint: 'the receiving side went away; look at its error messages',
       });
     }
-  }
-
-  private waitFor(event: 'drain'): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.out.removeListener(event, done);
-        this.out.removeListener('close', done);
-        this.wake = null;
-        resolve();
-      };
-      this.wake = done;
-      this.out.on(event, done);
-      this.out.on('close', done);
-    });
   }
 }
 

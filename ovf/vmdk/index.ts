@@ -17,7 +17,7 @@ export {
   type ParsedDescriptor,
 } from './descriptor.js';
 export { assembleGrains, isAllZero, type Grain } from './grain-assembler.js';
-export { ByteReader } from './byte-reader.js';
+export { StreamReader } from './stream-reader.js';
 export { mapOrdered } from './ordered-map.js';
 export * from './header.js';
 export * from './marker.js';

@@ -15,7 +15,7 @@
  * same sectors. Per grain: one map lookup (cached per table) and a few
  * integer operations.
  */
-import type { ByteReader } from './byte-reader.js';
+import type { StreamReader } from './stream-reader.js';
 import type { GrainLedger, LedgerGeometry, StreamEnd } from './ledger.js';
 import { entryAt, lbaOf } from './ledger.js';
 import { badVmdk, truncatedVmdk } from './vmdk-errors.js';
@@ -113,7 +113,11 @@ export class UpFrontLedger implements GrainLedger {
  * `geo.grainsSector`, from a reader positioned inside the metadata area; on
  * return the reader stands at the first grain.
  */
-export async function readUpFrontLedger(r: ByteReader, geo: LedgerGeometry, gdSector: number): Promise<UpFrontLedger> {
+export async function readUpFrontLedger(
+  r: StreamReader,
+  geo: LedgerGeometry,
+  gdSector: number,
+): Promise<UpFrontLedger> {
   const end = geo.grainsSector * SECTOR;
   const gdAt = gdSector * SECTOR;
   if (gdAt < r.position || gdAt + geo.gdSectors * SECTOR > end) {

@@ -19,7 +19,7 @@ import { badVmdk as bad, truncatedVmdk } from './vmdk-errors.js';
 import type { GrainLedger, LedgerGeometry, StreamEnd } from './ledger.js';
 import { TrailingLedger } from './ledger-trailing.js';
 import { readUpFrontLedger } from './ledger-up-front.js';
-import { ByteReader } from './byte-reader.js';
+import { StreamReader } from './stream-reader.js';
 import { parseDescriptor } from './descriptor.js';
 import {
   COMPRESSION_DEFLATE,
@@ -162,7 +162,6 @@ function checkHeader(h: SparseHeader, maxCapacity: number): Layout {
 function decodeDescriptor(raw: Buffer, where: number): string {
   const nul = raw.indexOf(0);
   const text = raw.subarray(0, nul < 0 ? raw.length : nul).toString('utf8');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
     throw bad(`VMDK descriptor at byte ${where} is not text`);
   const d = parseDescriptor(text);
@@ -182,7 +181,7 @@ export async function readStreamOptimized(
   input: AsyncIterable<Buffer>,
   opts: VmdkReadOptions = {},
 ): Promise<VmdkStreamInfo & { grains: AsyncIterable<DataChunk> }> {
-  const r = new ByteReader(input);
+  const r = new StreamReader(input);
   try {
     const h = decodeSparseHeader(await r.read(SECTOR_SIZE, 'the VMDK header'), 'VMDK header at byte 0');
     const layout = checkHeader(h, opts.maxCapacity ?? DEFAULT_MAX_CAPACITY);
@@ -247,7 +246,7 @@ interface RawGrain {
  * stream ended is left in `ended` for the ledger's final proof.
  */
 async function* scanMarkers(
-  r: ByteReader,
+  r: StreamReader,
   l: Layout,
   ledger: GrainLedger,
   ended: { end?: StreamEnd },
@@ -331,7 +330,7 @@ async function* scanMarkers(
 }
 
 async function* decodeGrains(
-  r: ByteReader,
+  r: StreamReader,
   l: Layout,
   ledger: GrainLedger,
   concurrency: number,

@@ -97,8 +97,16 @@ describe('p2v-import safety', () => {
         good.raws[0]!,
         join(exports, 'test-vm', 'disk0.raw'),
       ]);
-      // The loser's verified import waits in staging for a retry under another name.
-      expect((await readdir(join(dir, 'staging'))).filter((n) => !n.endsWith('.partial'))).toHaveLength(1);
+      // The loser either found the name taken from the descriptor alone (refused
+      // before any data: nothing staged), or lost the race at placement: then its
+      // verified import waits in staging for a retry, and the hint says where.
+      const kept = (await readdir(join(dir, 'staging'))).filter((n) => !n.endsWith('.partial'));
+      if (loser.stderr.includes('the verified import stays in ')) {
+        expect(kept).toHaveLength(1);
+        expect(loser.stderr).toContain(join(dir, 'staging', kept[0]!));
+      } else {
+        expect(kept).toEqual([]);
+      }
     });
   });
 

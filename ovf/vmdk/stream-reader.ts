@@ -1,15 +1,20 @@
 /**
- * ByteReader: exact-length reads from an AsyncIterable<Buffer> of any
+ * StreamReader: exact-length reads from an AsyncIterable<Buffer> of any
  * chunking, never seeking. It keeps only the bytes not yet consumed (at most
  * one input chunk plus the current request), tracks the absolute position for
  * error messages, and turns an early end into P2vError('TRUNCATED').
+ *
+ * Not the NBD handshake reader (exporter/nbd/handshake-reader.ts), though
+ * both hand out exact lengths from a lib/chunk-queue.ts: this one pulls its
+ * input when a read needs it, counts positions, skips and scans for zeros;
+ * that one is pushed socket data and fails with the connection's error.
  */
 import { P2vError } from '../../lib/errors.js';
+import { ChunkQueue } from '../../lib/chunk-queue.js';
 
-export class ByteReader {
+export class StreamReader {
   private readonly it: AsyncIterator<Buffer>;
-  private readonly queue: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue = new ChunkQueue();
   private ended = false;
   /** Absolute offset of the next byte `read` returns. */
   position = 0;
@@ -23,16 +28,14 @@ export class ByteReader {
 
   /** Pull input until `n` bytes are buffered; false if the input ends first. */
   private async fill(n: number): Promise<boolean> {
-    while (this.buffered < n) {
+    while (this.queue.length < n) {
       if (this.ended) return false;
       const r = await this.it.next();
       if (r.done) {
         this.ended = true;
         return false;
       }
-      if (r.value.length === 0) continue;
       this.queue.push(r.value);
-      this.buffered += r.value.length;
     }
     return true;
   }
@@ -40,7 +43,7 @@ export class ByteReader {
   private truncated(n: number, what: string): P2vError {
     return new P2vError(
       'TRUNCATED',
-      `${this.label} ends at byte ${this.position + this.buffered} inside ${what} (${n} bytes from byte ${this.position})`,
+      `${this.label} ends at byte ${this.position + this.queue.length} inside ${what} (${n} bytes from byte ${this.position})`,
       { hint: 'the transfer was cut short; send the image again' },
     );
   }
@@ -48,42 +51,19 @@ export class ByteReader {
   /** Exactly `n` bytes (a view into the input when they sit in one chunk). */
   async read(n: number, what: string): Promise<Buffer> {
     if (n === 0) return Buffer.alloc(0);
-    if (!(await this.fill(n))) throw this.truncated(n, what);
-    const first = this.queue[0]!;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.queue.shift();
-      else this.queue[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let got = 0;
-      while (got < n) {
-        const b = this.queue[0]!;
-        const take = Math.min(b.length, n - got);
-        b.copy(out, got, 0, take);
-        got += take;
-        if (take === b.length) this.queue.shift();
-        else this.queue[0] = b.subarray(take);
-      }
-    }
-    this.buffered -= n;
+    if (this.queue.length < n && !(await this.fill(n))) throw this.truncated(n, what);
     this.position += n;
-    return out;
+    return this.queue.take(n);
   }
 
   /** Discard `n` bytes without holding them. */
   async skip(n: number, what: string): Promise<void> {
     let left = n;
     while (left > 0) {
-      if (this.buffered === 0 && !(await this.fill(1))) throw this.truncated(left, what);
-      const b = this.queue[0]!;
-      const take = Math.min(b.length, left);
-      if (take === b.length) this.queue.shift();
-      else this.queue[0] = b.subarray(take);
-      this.buffered -= take;
-      this.position += take;
-      left -= take;
+      if (this.queue.length === 0 && !(await this.fill(1))) throw this.truncated(left, what);
+      const k = this.queue.drop(left);
+      this.position += k;
+      left -= k;
     }
   }
 
@@ -96,19 +76,18 @@ export class ByteReader {
   async drainExpectingZeros(): Promise<number> {
     let found = -1;
     while (found < 0 && (await this.fill(1))) {
-      const b = this.queue.shift()!;
-      this.buffered -= b.length;
-      const i = firstNonZero(b);
-      if (i >= 0) found = this.position + i;
-      this.position += b.length;
+      for (const b of this.queue.takeAll()) {
+        const i = found < 0 ? firstNonZero(b) : -1;
+        if (i >= 0) found = this.position + i;
+        this.position += b.length;
+      }
     }
     return found;
   }
 
   /** Stop reading the input early (lets a generator upstream clean up). */
   async close(): Promise<void> {
-    this.queue.length = 0;
-    this.buffered = 0;
+    this.queue.takeAll();
     if (!this.ended) {
       this.ended = true;
       await this.it.return?.();
