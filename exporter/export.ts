@@ -181,7 +181,9 @@ async function convertAndSend(
     let planned: PlannedFixup[] = [];
     let sparsifyReport: SparsifyReport | undefined;
     if (inspection.os) {
-      const guest = await timed('mount', () => mountGuest(inspection, exposed, workDir, { readOnly: false }));
+      const guest = await timed('mount', () =>
+        mountGuest(inspection, exposed, workDir, { readOnly: false, warn: (m) => log.warn(m) }),
+      );
       try {
         const ctx = { root: guest.root, inspection, options: opts.fixups, log };
         if (!opts.noFixups) {

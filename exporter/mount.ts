@@ -205,9 +205,10 @@ export async function mountGuest(
   inspection: Inspection,
   disks: ExposedDisk[],
   workDir: string,
-  opts: { readOnly?: boolean; warn?: (msg: string) => void } = {},
+  // The caller's logger decides (--quiet, escaping); nothing here writes to stderr itself.
+  opts: { readOnly?: boolean; warn: (msg: string) => void },
 ): Promise<GuestMount> {
-  const warn = opts.warn ?? ((m: string) => process.stderr.write(`p2v-export: warning: ${m}\n`));
+  const warn = opts.warn;
   interface Want {
     disk: number;
     offset: number;

@@ -41,7 +41,7 @@ describe('mount path', () => {
           machine: MACHINE,
           log: memoryLogger(),
         });
-        const gm = await mountGuest(i, [x.disk], dir);
+        const gm = await mountGuest(i, [x.disk], dir, { warn: console.warn });
         try {
           expect(gm.mounts.map((m) => [m.guestPath, m.fsType])).toEqual([
             ['/', 'ext4'],
@@ -61,7 +61,7 @@ describe('mount path', () => {
           await gm.unmountAll();
         }
         // The writes are in the overlay: mount again and read them back.
-        const again = await mountGuest(i, [x.disk], dir, { readOnly: true });
+        const again = await mountGuest(i, [x.disk], dir, { readOnly: true, warn: console.warn });
         try {
           expect(await readFile(join(again.root, 'etc/p2v-was-here'), 'utf8')).toBe('converted\n');
           expect(await readFile(join(again.root, 'boot/p2v-was-here'), 'utf8')).toBe('converted\n');
@@ -107,7 +107,7 @@ describe('mount path', () => {
         await fh.close();
         let gm: GuestMount | undefined;
         await expect(
-          mountGuest(i, [x.disk], dir).then((g) => {
+          mountGuest(i, [x.disk], dir, { warn: console.warn }).then((g) => {
             gm = g;
           }),
         ).rejects.toMatchObject({ code: 'COMMAND_FAILED' });
@@ -139,7 +139,7 @@ describe('mount path', () => {
         const disk = await exposeOverlay(ov, dir);
         const machine = { cpus: 1, memoryMiB: 1, nics: [] };
         const i = await inspect([{ source: path, exposed: disk, size: 96 << 20 }], { workDir: dir, machine, log: memoryLogger() });
-        const gm = await mountGuest(i, [disk], dir);
+        const gm = await mountGuest(i, [disk], dir, { warn: console.warn });
         process.stdout.write('mounted ' + gm.mounts.length + '\\n');
         setInterval(() => undefined, 1000);
       `;

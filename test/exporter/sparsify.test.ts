@@ -45,7 +45,7 @@ describe('sparsify', () => {
           machine: MACHINE,
           log,
         });
-        const gm = await mountGuest(i, [x.disk], dir);
+        const gm = await mountGuest(i, [x.disk], dir, { warn: console.warn });
         let report;
         try {
           report = await sparsify(i, gm, [x.disk], { log });
@@ -124,7 +124,7 @@ describe('sparsify', () => {
           ],
           { workDir: dir, machine: MACHINE, log },
         );
-        const gm = await mountGuest(i, [a.disk, b.disk], dir);
+        const gm = await mountGuest(i, [a.disk, b.disk], dir, { warn: console.warn });
         let report;
         try {
           report = await sparsify(i, gm, [a.disk, b.disk], { log });
