@@ -16,6 +16,7 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { P2vError } from '../lib/errors.js';
+import { run } from '../lib/run.js';
 import { unescapeMountinfo } from './mount.js';
 
 const DISK_HINT = 'name a block device (/dev/sda) or a disk image file';
@@ -52,7 +53,13 @@ export async function checkSourceDisk(source: string): Promise<'block' | 'file'>
   }
   if (!st.isBlockDevice()) throw refuse('neither a file nor a device');
   // A block device with no medium (an unattached loop device, an empty card reader) reads as 0 bytes.
-  const sectors = await readFile(`/sys/dev/block/${majMinOf(st.rdev)}/size`, 'utf8').catch(() => undefined);
+  // sysfs first (no open needed); a device the kernel creates on first open (a loop minor never used) has
+  // no sysfs entry yet, so then ask the device itself.
+  let sectors = await readFile(`/sys/dev/block/${majMinOf(st.rdev)}/size`, 'utf8').catch(() => undefined);
+  if (sectors === undefined) {
+    const r = await run('blockdev', ['--getsz', source], { allowFailure: true });
+    if (r.exitCode === 0) sectors = String(r.stdout);
+  }
   if (sectors !== undefined && Number(sectors.trim()) === 0)
     throw new P2vError('USAGE', `source disk ${source} is a block device of size 0 (no medium, or not attached)`, {
       hint: 'name the disk that holds the machine: lsblk lists them with their sizes',
