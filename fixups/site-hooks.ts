@@ -12,9 +12,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-// A site's own executable (an absolute path, not a host program on PATH), its output logged as it comes:
-// started with execa directly, as lib/run's missing-program check cannot apply.
-import { execa } from 'execa';
+import { startProgram } from '../lib/run.js';
 import { P2vError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { bytewise } from '../guest/files.js';
@@ -67,7 +65,7 @@ function logLines(stream: Readable, each: (line: string) => void): Promise<void>
 /** Run one hook; its output goes to the log line by line. Throws HOOK_FAILED. */
 export async function runHook(path: string, env: HookEnvironment, log: Logger): Promise<void> {
   const name = path.split('/').pop()!;
-  const child = execa(path, [], { env: { ...env }, buffer: false, reject: false, stdin: 'ignore' });
+  const { child } = await startProgram(path, [], { env: { ...env }, buffer: false, reject: false, stdin: 'ignore' });
   const done = Promise.all([
     logLines(child.stdout! as Readable, (l) => log.info(`hook ${name}: ${l}`)),
     logLines(child.stderr! as Readable, (l) => log.warn(`hook ${name}: ${l}`)),

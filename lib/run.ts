@@ -85,6 +85,18 @@ export async function which(program: string): Promise<string | null> {
 
 /** Throws MISSING_PROGRAM naming the Debian package when `program` is absent. */
 export async function requireProgram(program: string): Promise<string> {
+  // A path (a site hook) is run as it is, when it may be executed; only bare names are looked up.
+  if (program.includes('/')) {
+    const { access, constants } = await import('node:fs/promises');
+    const ok = await access(program, constants.X_OK).then(
+      () => true,
+      () => false,
+    );
+    if (ok) return program;
+    throw new P2vError('MISSING_PROGRAM', `${program} is not an executable file`, {
+      hint: `check that ${program} exists and has its execute bit set`,
+    });
+  }
   const p = await which(program);
   if (p) return p;
   const pkg = PACKAGE_OF[program];
