@@ -86,11 +86,12 @@ export function buildProgram(): Command {
     .option('--debug', 'stack traces on errors')
     .addHelpText(
       'after',
-      '\nExamples:\n' +
-        '  p2v-export --disk /dev/sda --hypervisor kvm --ovf | ssh p2v@stager p2v-import\n' +
-        '  p2v-export --disk /dev/sda --ssh p2v@stager --host-key SHA256:…\n' +
-        '  p2v-export --disk /dev/sda -o machine.ova\n' +
-        '  p2v-export --disk /dev/sda --inspect\n',
+      // sdX, not sda: on a live image sda is often the stick it booted from (lsblk tells).
+      "\nExamples (find the machine's disk with lsblk first):\n" +
+        '  p2v-export --disk /dev/sdX --hypervisor kvm --ovf | ssh p2v@stager p2v-import\n' +
+        '  p2v-export --disk /dev/sdX --ssh p2v@stager --host-key SHA256:…\n' +
+        '  p2v-export --disk /dev/sdX -o machine.ova\n' +
+        '  p2v-export --disk /dev/sdX --inspect\n',
     );
   return program;
 }
