@@ -15,7 +15,7 @@ import { toolVersion } from '../lib/version.js';
 import { checkHostname } from '../fixups/hostname.js';
 import { ipSettings } from '../fixups/ip-config.js';
 import { runExport } from './export.js';
-import { chooseOutput } from './outputs/index.js';
+import { chooseOutput, type OutputChoice } from './outputs/index.js';
 import { checkReportFile, formatReport, writeReportFile } from './report.js';
 import type { HypervisorProfile } from '../fixups/types.js';
 import { parseMapDevice, type DeviceMapping } from '../guest/device-names.js';
@@ -108,17 +108,9 @@ function progressMode(v: string): 'auto' | 'tty' | 'none' {
   return v;
 }
 
-interface CliOpts {
+/** The output options are chooseOutput's (declared once, where the output is chosen); the rest are the run's. */
+interface CliOpts extends OutputChoice {
   disk?: string[];
-  ovf?: boolean;
-  output?: string;
-  force?: boolean;
-  ssh?: string;
-  key?: string;
-  hostKey?: string;
-  knownHosts?: string[];
-  remoteCommand?: string;
-  direct?: string;
   targetDevice: string;
   inspect?: boolean;
   json?: boolean;
@@ -139,7 +131,6 @@ interface CliOpts {
   chunkSize?: string;
   progress: 'auto' | 'tty' | 'none';
   progressFd?: number;
-  report?: string;
   verbose?: boolean;
   quiet?: boolean;
 }

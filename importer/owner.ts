@@ -13,6 +13,7 @@ import { open, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { CREATE_NEW } from './disk-sink.js';
 
 export const OWNER_FILE = 'owner';
 
@@ -61,11 +62,7 @@ export function currentOwner(): Owner {
 
 /** Write `dir/owner` for this process; fails if one exists (O_EXCL) or is a symlink (O_NOFOLLOW). */
 export async function claimOwner(dir: string): Promise<void> {
-  const fh = await open(
-    join(dir, OWNER_FILE),
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
+  const fh = await open(join(dir, OWNER_FILE), CREATE_NEW, 0o600);
   try {
     await fh.writeFile(JSON.stringify(currentOwner()) + '\n');
   } finally {

@@ -23,7 +23,7 @@ import { open, realpath } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { runCli } from '../lib/cli.js';
+import { runCommand } from '../lib/cli.js';
 import { P2vError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { run } from '../lib/run.js';
@@ -243,24 +243,13 @@ export function buildSetupCommand(): Command {
     .option('-v, --verbose', 'more messages')
     .option('-q, --quiet', 'errors only')
     .addOption(new Option('--debug', 'stack traces on errors').hideHelp())
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined })
     .allowExcessArguments(false);
 }
 
 export async function setupStagerMain(argv: string[]): Promise<void> {
-  await runCli('p2v-import', async () => {
-    const cmd = buildSetupCommand();
-    try {
-      cmd.parse(argv);
-    } catch (e) {
-      const err = e as { code?: string; message?: string };
-      if (err.code === 'commander.helpDisplayed') return;
-      throw new P2vError('USAGE', (err.message ?? String(e)).replace(/^error: /, ''), {
-        hint: 'see p2v-import --setup-stager --help',
-      });
-    }
-    const o = cmd.opts<SetupCliOptions>();
+  const program = buildSetupCommand();
+  await runCommand({ tool: 'p2v-import', program, refuseDashValues: false }, argv, async () => {
+    const o = program.opts<SetupCliOptions>();
     const logger = createLogger({ tool: 'p2v-import', verbose: o.verbose, quiet: o.quiet });
     const result = await setupStager({
       user: o.user,

@@ -17,7 +17,7 @@ import { CommanderError, type Command } from 'commander';
 import { exitCodeFor, formatError, P2vError } from './errors.js';
 import { runExitActions } from './exit-actions.js';
 
-export async function runCli(tool: string, body: () => Promise<void>): Promise<void> {
+async function runCli(tool: string, body: () => Promise<void>): Promise<void> {
   const debug = process.argv.includes('--debug') || process.env.P2V_DEBUG === '1';
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') {
@@ -100,7 +100,8 @@ export async function runCommand(
 ): Promise<void> {
   await runCli(c.tool, async () => {
     const { program } = c;
-    configureCommand(program, c.tool);
+    // Help is named after the program itself: a mode with a command of its own ("p2v-import --setup-stager").
+    configureCommand(program, program.name() || c.tool);
     helpAt80(program);
     const words = argv.slice(2);
     if (program.commands.length > 0 && words.length === 0)
