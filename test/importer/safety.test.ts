@@ -2,37 +2,14 @@
  * Concurrency and interruption: imports sharing one staging dir do not see
  * each other, and a run killed or starved mid-stream leaves nothing behind.
  */
-import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { cliArgv } from '../helpers/cli.js';
 import { needPrograms } from '../helpers/programs.js';
 import { withTmpDir } from '../helpers/tmp.js';
 import { makeGoodOva, MiB, runImport } from './fixtures.js';
-
-async function waitFor(what: string, test: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await test())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Start p2v-import with a pipe on stdin; feed it `head` and keep the pipe open. */
-function startPartial(args: string[], head: Buffer) {
-  const [node, script] = cliArgv('p2v-import');
-  const child = spawn(node!, [script!, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdin.on('error', () => undefined);
-  child.stdin.write(head);
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
-    child.on('exit', (code, signal) => res({ code, signal })),
-  );
-  return { child, exit, stderr: () => stderr };
-}
+import { startImport, waitFor } from './running-import.js';
 
 describe('p2v-import safety', () => {
   it('runs 4 imports into one staging dir at once without interference', async () => {
@@ -116,7 +93,7 @@ describe('p2v-import safety', () => {
       const good = await makeGoodOva(dir, { sizes: [8 * MiB] });
       const bytes = await readFile(good.ova);
       const staging = join(dir, 'staging');
-      const run = startPartial(
+      const run = startImport(
         ['--staging', staging, '--ganeti-export', join(dir, 'exports')],
         bytes.subarray(0, Math.floor(bytes.length * 0.6)),
       );
@@ -144,7 +121,7 @@ describe('p2v-import safety', () => {
       const good = await makeGoodOva(dir, { sizes: [8 * MiB] });
       const bytes = await readFile(good.ova);
       const staging = join(dir, 'staging');
-      const run = startPartial(
+      const run = startImport(
         ['--staging', staging, '--ganeti-export', join(dir, 'exports')],
         bytes.subarray(0, Math.floor(bytes.length * 0.6)),
       );
