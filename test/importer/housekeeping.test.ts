@@ -64,7 +64,13 @@ describe('p2v-import housekeeping', () => {
         expect(r.stderr).toBe('');
         expect(r.exitCode).toBe(0);
       }
-      const [web1, db1] = await committed(staging);
+      // Ids sort by second, then a random suffix: two imports in one second sort either way, so name them by their machine.json.
+      const ids = await committed(staging);
+      expect(ids).toHaveLength(2);
+      const idOf = new Map<string, string>();
+      for (const id of ids)
+        idOf.set(JSON.parse(await readFile(join(staging, id, 'machine.json'), 'utf8')).instanceName as string, id);
+      const [web1, db1] = [idOf.get('web1'), idOf.get('db1')];
 
       // A live import, held mid-stream by a pipe that stays open.
       const bytes = await readFile(good.ova);
