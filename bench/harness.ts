@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { access } from 'node:fs/promises';
-import { formatBytes } from '../lib/progress.js';
+import { formatBytes } from '../lib/units.js';
 import { requireProgram } from '../lib/run.js';
 
 export interface BenchContext {

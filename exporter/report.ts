@@ -6,7 +6,7 @@
  */
 import { lstat } from 'node:fs/promises';
 import { P2vError } from '../lib/errors.js';
-import { formatBytes } from '../lib/progress.js';
+import { formatBytes } from '../lib/units.js';
 import type { ExportReport } from './export.js';
 import { createExclusive, fileError } from './outputs/exclusive-file.js';
 

@@ -23,7 +23,7 @@ import { importFromStaged } from './from-staged.js';
 import { formatStagedList, listStaged, removeStaged } from './housekeeping.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, parseDuration } from './idle-timeout.js';
 import { importOva } from './import.js';
-import { checkInstanceName } from './instance-name.js';
+import { checkInstanceName } from '../lib/instance-name.js';
 import { parseSize } from './size.js';
 import { setupStagerMain } from './stager-setup.js';
 import type { ImportResult, OutputSpec } from './types.js';

@@ -22,7 +22,7 @@
  * refused before a byte is read. Every refusal exits with status 2.
  */
 import { P2vError } from '../lib/errors.js';
-import { checkInstanceName } from './instance-name.js';
+import { checkInstanceName } from '../lib/instance-name.js';
 
 export interface ClientRequest {
   name?: string;

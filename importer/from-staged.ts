@@ -18,7 +18,7 @@ import type { Logger } from '../lib/log.js';
 import { SECTOR_SIZE, type MachineDescription } from '../ovf/types.js';
 import { targetSize } from './disk-sink.js';
 import { importIdOf, MAX_MACHINE_JSON, readOurs } from './housekeeping.js';
-import { checkInstanceName, isValidInstanceName } from './instance-name.js';
+import { checkInstanceName, isValidInstanceName } from '../lib/instance-name.js';
 import { checkOutputLimits } from './limits.js';
 import { withKeptHint, writeOutputsReporting, type PhaseReporting } from './output-phases.js';
 import { claimOwner, ownerAlive, readOwner, releaseOwner } from './owner.js';

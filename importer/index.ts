@@ -26,7 +26,8 @@ export {
 export { openStagingArea, newImportId, PARTIAL_SUFFIX, type StagingArea } from './staging.js';
 export { checkDiskSize, checkFreeSpace, expectedStagingBytes } from './policy.js';
 export { parseClientCommand, CLIENT_OPTIONS, type ClientRequest } from './forced-command.js';
-export { isValidInstanceName, sanitiseInstanceName, checkInstanceName, chooseInstanceName } from './instance-name.js';
+export { isValidInstanceName, sanitiseInstanceName, checkInstanceName } from '../lib/instance-name.js';
+export { chooseInstanceName } from './instance-name.js';
 export { parseSize, describeSize, toMiBRoundedUp } from './size.js';
 export { inspectImage, checkImage, convertToRaw, convertRawToQcow2, type QemuFormat } from './qemu-img.js';
 export { placeFile, placeDir, placeRawDisk, openOutputPlace, openWorkDir } from './place.js';

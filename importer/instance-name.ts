@@ -7,8 +7,6 @@
 import { P2vError } from '../lib/errors.js';
 import { checkInstanceName, sanitiseInstanceName } from '../lib/instance-name.js';
 
-export { checkInstanceName, isValidInstanceName, sanitiseInstanceName } from '../lib/instance-name.js';
-
 /** The name to use: --name, else the descriptor's Ganeti name, else its VirtualSystem name. */
 export function chooseInstanceName(given: string | undefined, candidates: (string | undefined)[]): string {
   if (given !== undefined) return checkInstanceName(given);

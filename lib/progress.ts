@@ -291,9 +291,6 @@ export async function closeProgressOut(out: Writable): Promise<void> {
   });
 }
 
-/** Kept here too for callers that take their formatting from the meter (the one implementation is lib/units.ts). */
-export { formatBytes };
-
 export function formatDuration(secs: number): string {
   const s = Math.round(secs);
   const h = Math.floor(s / 3600);

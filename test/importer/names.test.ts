@@ -1,10 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  checkInstanceName,
-  chooseInstanceName,
-  isValidInstanceName,
-  sanitiseInstanceName,
-} from '../../importer/instance-name.js';
+import { chooseInstanceName } from '../../importer/instance-name.js';
+import { checkInstanceName, isValidInstanceName, sanitiseInstanceName } from '../../lib/instance-name.js';
 import { parseClientCommand } from '../../importer/forced-command.js';
 import { parseSize, toMiBRoundedUp } from '../../importer/size.js';
 import { isP2vError } from '../../lib/errors.js';
