@@ -13,9 +13,10 @@ import { printResults, type Bench, type BenchResult } from './harness.js';
 import { vmdkBench } from './vmdk.js';
 import { exporterBench } from './exporter.js';
 import { importerBench } from './importer.js';
+import { fitBench } from './fit.js';
 
 /** Every bench; add new ones here. */
-const BENCHES: Bench[] = [vmdkBench, exporterBench, importerBench];
+const BENCHES: Bench[] = [vmdkBench, exporterBench, importerBench, fitBench];
 
 function parseSize(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(s.trim());

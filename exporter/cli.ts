@@ -18,6 +18,7 @@ import { runExport } from './export.js';
 import { chooseOutput, type OutputChoice } from './outputs/index.js';
 import { checkReportFile, formatReport, writeReportFile } from './report.js';
 import type { HypervisorProfile } from '../fixups/types.js';
+import type { TargetSize } from './fit/index.js';
 import { parseMapDevice, type DeviceMapping } from '../guest/device-names.js';
 
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
@@ -55,6 +56,11 @@ export function buildProgram(): Command {
     .option('--remote-command <cmd>', 'receiver command to run on the stager or target')
     .option('--direct <user@host>', "stream disk 0 onto a RAM-booted target's own disk")
     .option('--target-device <dev>', 'with --direct: disk to write (default /dev/vda)')
+    .option(
+      '--target-size <size>',
+      'make the n-th --disk this size (repeat; "auto": the smallest that holds its data): filesystems shrink or grow, the partition table is rewritten',
+      collect,
+    )
     .option('--inspect', 'print what the source disks hold, and stop')
     .option('--json', 'with --inspect: print JSON')
     .option('--dry-run', 'print the planned fixups as diffs, and stop')
@@ -91,7 +97,8 @@ export function buildProgram(): Command {
         '  p2v-export --disk /dev/sdX --hypervisor kvm --ovf | ssh p2v@stager p2v-import\n' +
         '  p2v-export --disk /dev/sdX --ssh p2v@stager --host-key SHA256:…\n' +
         '  p2v-export --disk /dev/sdX -o machine.ova\n' +
-        '  p2v-export --disk /dev/sdX --inspect\n',
+        '  p2v-export --disk /dev/sdX --inspect\n' +
+        '  p2v-export --disk /dev/sdX --target-size 60G --ssh p2v@stager\n',
     );
   return program;
 }
@@ -111,6 +118,7 @@ function progressMode(v: string): 'auto' | 'tty' | 'none' {
 /** The output options are chooseOutput's (declared once, where the output is chosen); the rest are the run's. */
 interface CliOpts extends OutputChoice {
   disk?: string[];
+  targetSize?: string[];
   targetDevice: string;
   inspect?: boolean;
   json?: boolean;
@@ -136,12 +144,19 @@ interface CliOpts extends OutputChoice {
 }
 
 /** The option values, checked as the fixups and the writers will check them, before anything runs. */
-async function checkValues(o: CliOpts): Promise<{ memoryMiB?: number; chunkSize?: number }> {
+async function checkValues(
+  o: CliOpts,
+): Promise<{ memoryMiB?: number; chunkSize?: number; targetSizes?: (TargetSize | undefined)[] }> {
   if (!o.disk?.length)
     throw new P2vError('USAGE', 'no source disk given', {
       hint: 'name each disk with --disk /dev/sdX, boot disk first',
     });
   if (o.json && !o.inspect) throw new P2vError('USAGE', '--json goes with --inspect');
+  const targetSizes = o.targetSize?.map((v) => targetSize(v));
+  if (targetSizes && targetSizes.length > o.disk.length)
+    throw new P2vError('USAGE', `${targetSizes.length} --target-size for ${o.disk.length} --disk`, {
+      hint: 'the n-th --target-size applies to the n-th --disk: give at most one per disk',
+    });
   if (o.direct && o.disk.length > 1)
     throw new P2vError('USAGE', '--direct takes one disk: the target instance has one disk to receive it', {
       hint: 'export the other disks with --ssh to a stager',
@@ -174,7 +189,18 @@ async function checkValues(o: CliOpts): Promise<{ memoryMiB?: number; chunkSize?
         hint: 'name a directory of executable hook scripts',
       });
   }
-  return { memoryMiB, chunkSize };
+  return { memoryMiB, chunkSize, targetSizes };
+}
+
+/** A --target-size value: "auto", or a size in whole sectors (Ganeti's disks are whole MiB). */
+function targetSize(v: string): TargetSize {
+  if (v === 'auto') return 'auto';
+  const n = parseSize(v, '--target-size');
+  if (n < MiB || n % 512 !== 0)
+    throw new P2vError('USAGE', `--target-size ${v} must be at least 1M and a multiple of 512 bytes`, {
+      hint: 'give a size such as 20G or 20480M, or auto',
+    });
+  return n;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -201,6 +227,7 @@ export async function main(argv: string[]): Promise<void> {
     try {
       report = await runExport({
         disks: o.disk!,
+        targetSizes: values.targetSizes,
         output,
         inspectOnly: o.inspect ? (o.json ? 'json' : 'text') : undefined,
         dryRun: o.dryRun,

@@ -3,6 +3,7 @@
  *
  *   output.setup → source disks → Overlay (nbdkit cow) → exposed file (nbdfuse)
  *   → Inspection → fixups (mounted guest) → sparsify (fstrim, swap) → unmount
+ *   → fit (--target-size: resize in the overlay, new partition table)
  *   → NBD block status + reads → streamOptimized VMDK → OVA into the output
  *   → output.finalize
  *
@@ -30,7 +31,17 @@ import { openOverlay, type Overlay } from './overlay.js';
 import { exposeOverlay, mountGuest, type ExposedDisk } from './mount.js';
 import { inspect } from './inspect.js';
 import { sparsify, type SparsifyReport } from './sparsify.js';
-import { checkSourceDisk, checkSourceNotMountedRw } from './source-check.js';
+import { checkSourceDisk, checkSourceNotMountedRw, sourceSize } from './source-check.js';
+import {
+  applyFit,
+  describeFit,
+  layoutFor,
+  measureDisk,
+  minimumSizes,
+  overlayRoom,
+  type FittedDisk,
+  type TargetSize,
+} from './fit/index.js';
 import type { Inspection } from '../guest/types.js';
 import type { DeviceMapping } from '../guest/device-names.js';
 import { planFixups, applyFixups, renderDryRun } from '../fixups/index.js';
@@ -45,6 +56,11 @@ export interface ExportOptions {
   fixups: FixupOptions;
   /** Skip every fixup (a plain image copy, still sparsified). */
   noFixups?: boolean;
+  /**
+   * --target-size, by --disk index: the size each exported disk is made
+   * (resized filesystems, a new partition table); undefined = as it is.
+   */
+  targetSizes?: (TargetSize | undefined)[];
   /** --map-device: which exported disk a guest disk name is, where the guest's own view does not say. */
   mapDevice?: DeviceMapping[];
   /** Plan and print the fixups as diffs; send nothing. */
@@ -77,6 +93,8 @@ export interface ExportReport {
   inspection: Inspection;
   fixups: PlannedFixup[];
   sparsify?: SparsifyReport;
+  /** The fit of each disk given --target-size: old and new sizes of the disk and its partitions. */
+  fit?: { disk: number; lines: string[] }[];
   disks: StreamedDisk[];
   /** Bytes of the OVA stream we produced. */
   bytesSent: number;
@@ -151,12 +169,17 @@ async function convertAndSend(
   // Released newest first in the finally below: FUSE views, then overlays, then the work dir.
   const overlays: Overlay[] = [];
   const exposed: ExposedDisk[] = [];
+  const sizes: number[] = [];
+  const targets = opts.targetSizes ?? [];
   try {
     await timed('overlay', async () => {
       const meter = phases.meter('overlay', opts.disks.length, { unit: 'items', itemName: 'disks' });
       meter.update(0);
-      for (const d of opts.disks) {
-        const ov = await openOverlay(d, { workDir });
+      for (const [i, d] of opts.disks.entries()) {
+        const size = await sourceSize(d);
+        sizes.push(size);
+        const room = overlayRoom(size, targets[i]);
+        const ov = await openOverlay(d, { workDir, ...(room ? { room: { sourceSize: size, bytes: room } } : {}) });
         overlays.push(ov);
         exposed.push(await exposeOverlay(ov, workDir));
         meter.update(overlays.length);
@@ -166,17 +189,35 @@ async function convertAndSend(
 
     const inspection = await timed('inspect', () =>
       inspect(
-        opts.disks.map((source, i) => ({ source, exposed: exposed[i]!, size: 0 })),
+        // The source's own size: a fit's overlay is larger than the disk it covers.
+        opts.disks.map((source, i) => ({ source, exposed: exposed[i]!, size: sizes[i]! })),
         { workDir, log, mapDevice: opts.mapDevice },
       ),
     );
     if (opts.inspectOnly) {
+      const minimums = await minimumSizes(
+        inspection.disks,
+        exposed.map((e) => e.path),
+        workDir,
+      ).catch((e: unknown) => {
+        log.warn(`cannot measure the smallest size of the disks: ${(e as Error).message}`);
+        return [];
+      });
+      minimums.forEach((m, i) => {
+        if (m !== undefined) inspection.disks[i]!.minimumSize = m;
+      });
       const { formatInspection } = await import('./inspect-format.js');
       print(opts.inspectOnly === 'json' ? JSON.stringify(inspection, null, 2) : formatInspection(inspection));
       return { inspection, fixups: [], disks: [], bytesSent: 0, steps };
     }
     if (!inspection.os)
       log.warn('no operating system found on the source disks: exporting them as data disks, without fixups');
+    // A target that is too small is refused now, before minutes of fixups; measured again after them.
+    const fitting = inspection.disks.filter((d) => targets[d.index] !== undefined);
+    if (fitting.length && !opts.dryRun)
+      await timed('measure', async () => {
+        for (const d of fitting) layoutFor(d, await measureDisk(d, exposed[d.index]!.path, workDir), targets[d.index]!);
+      });
 
     let planned: PlannedFixup[] = [];
     let sparsifyReport: SparsifyReport | undefined;
@@ -223,11 +264,30 @@ async function convertAndSend(
       print('no operating system found: nothing to fix up\n');
       return { inspection, fixups: [], disks: [], bytesSent: 0, steps };
     }
+    const fitted: (FittedDisk | undefined)[] = [];
+    if (fitting.length)
+      await timed('fit', async () => {
+        for (const d of fitting) {
+          const file = exposed[d.index]!.path;
+          const layout = layoutFor(d, await measureDisk(d, file, workDir), targets[d.index]!);
+          fitted[d.index] = await applyFit(d, file, layout, { workDir, log });
+        }
+      });
     // The FUSE view must be gone before we read the overlay: unmounting flushes every write into nbdkit.
     for (const e of exposed) await e.close();
 
     if (!output) throw new Error('nothing to send to'); // runExport checked it
-    return await send(opts, output, { inspection, planned, sparsifyReport, overlays, log, steps, timed, phases });
+    return await send(opts, output, {
+      inspection,
+      planned,
+      sparsifyReport,
+      overlays,
+      fitted,
+      log,
+      steps,
+      timed,
+      phases,
+    });
   } finally {
     for (const e of exposed.reverse()) await e.close();
     for (const o of overlays.reverse()) await o.close();
@@ -244,13 +304,15 @@ async function send(
     planned: PlannedFixup[];
     sparsifyReport: SparsifyReport | undefined;
     overlays: Overlay[];
+    fitted: (FittedDisk | undefined)[];
     log: Logger;
     steps: StepTime[];
     timed: Timed;
     phases: PhaseReporter;
   },
 ): Promise<ExportReport> {
-  const { inspection, planned, overlays, log, timed, phases } = run;
+  const { inspection, planned, overlays, fitted, log, timed, phases } = run;
+  const fit = fitted.flatMap((f, disk) => (f ? [{ disk, lines: describeFit(disk, f.layout) }] : []));
   const connections: ExitHandle[] = [];
   try {
     const sent = await timed('stream', () =>
@@ -261,6 +323,8 @@ async function send(
           name: instanceName(opts.name ?? opts.fixups.hostname ?? inspection.os?.hostname),
           inspection,
           planned,
+          fitted,
+          fitLines: fit.flatMap((f) => f.lines),
           fixups: opts.fixups,
           cpus: opts.cpus,
           memoryMiB: opts.memoryMiB,
@@ -285,6 +349,7 @@ async function send(
       inspection,
       fixups: planned,
       sparsify: run.sparsifyReport,
+      ...(fit.length ? { fit } : {}),
       disks: sent.disks,
       bytesSent: sent.bytesWritten,
       steps: run.steps,

@@ -18,6 +18,8 @@ function fs(x: { fsType?: string; fsUuid?: string; fsLabel?: string; mountpoint?
 function disk(d: InspectedDisk): string[] {
   const head = `disk ${d.index}: ${d.source} (${d.sourceName}), ${bytes(d.size)}, ${d.partitionTable === 'none' ? 'no partition table' : `${d.partitionTable === 'dos' ? 'MBR' : 'GPT'} partition table`}${d.diskId ? ` ${d.diskId}` : ''}`;
   const lines = [head];
+  if (d.minimumSize !== undefined)
+    lines.push(`  smallest size it fits (--target-size auto): ${formatBytes(d.minimumSize)}`);
   if (d.wholeDiskFs) lines.push(`  whole disk: ${fs(d.wholeDiskFs)}`);
   for (const p of d.partitions) {
     const flags = p.bootable ? ' (bootable)' : '';

@@ -14,6 +14,7 @@ import { buildDescriptor } from '../ovf/descriptor/index.js';
 import { writeOva } from '../ovf/ova/index.js';
 import { DEFAULT_CHUNK_SIZE, FORMAT_URI, type MachineDescription, type OvfDisk, type OvfFile } from '../ovf/types.js';
 import { openDiskContent, type OverlayDiskContent } from './disk-content.js';
+import { openLayoutContent, type FittedDisk } from './fit/index.js';
 import type { Overlay } from './overlay.js';
 import type { ExportOutput } from './outputs/types.js';
 import type { Inspection } from '../guest/types.js';
@@ -23,6 +24,10 @@ export interface OvaStreamOptions {
   name: string;
   inspection: Inspection;
   planned: PlannedFixup[];
+  /** --target-size: the disks read through their new layout (by --disk index; undefined = as they are). */
+  fitted?: (FittedDisk | undefined)[];
+  /** What the fit did, for the descriptor's annotation. */
+  fitLines?: string[];
   fixups: FixupOptions;
   cpus?: number;
   memoryMiB?: number;
@@ -84,12 +89,14 @@ export async function streamOva(
   const doneByDisk: number[] = overlays.map(() => 0);
   const contents: OverlayDiskContent[] = [];
   for (const [i, ov] of overlays.entries()) {
-    const c = await openDiskContent(ov.socket, {
-      onProgress: (doneSoFar) => {
-        doneByDisk[i] = doneSoFar;
-        meter?.update(doneByDisk.reduce((a, b) => a + b, 0));
-      },
-    });
+    const onProgress = (doneSoFar: number) => {
+      doneByDisk[i] = doneSoFar;
+      meter?.update(doneByDisk.reduce((a, b) => a + b, 0));
+    };
+    const fit = opts.fitted?.[i];
+    const c = fit
+      ? await openLayoutContent(ov.socket, fit.layout, fit.patches, { onProgress })
+      : await openDiskContent(ov.socket, { onProgress });
     connections.push(onExit(`close NBD connection to ${ov.source}`, () => c.close()));
     contents.push(c);
   }
@@ -109,7 +116,9 @@ export async function streamOva(
   const vmdks = contents.map((c) => writeStreamOptimized(c, { level: opts.compressLevel }));
   const machine = (files: OvfFile[]): MachineDescription => ({
     name,
-    annotation: annotationFor(opts.planned),
+    annotation: [annotationFor(opts.planned), ...(opts.fitLines?.length ? ['fitted to size:', ...opts.fitLines] : [])]
+      .filter(Boolean)
+      .join('\n'),
     os: inspection.os ? { id: cimOsId(inspection.os.distro), description: inspection.os.prettyName } : undefined,
     cpus: opts.cpus ?? inspection.machine.cpus,
     memoryMiB: opts.memoryMiB ?? inspection.machine.memoryMiB,

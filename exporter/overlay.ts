@@ -30,6 +30,13 @@ export interface OverlayOptions {
   workDir?: string;
   /** Extra nbdkit arguments before the plugin (e.g. --verbose). */
   nbdkitArgs?: string[];
+  /**
+   * Bytes the overlay offers past the source's end (fit-to-size builds
+   * recreated and grown filesystems there). nbdkit's truncate filter under the
+   * cow filter: the room reads as zeros and what is written there stays in the
+   * cow store like every other write.
+   */
+  room?: { sourceSize: number; bytes: number };
 }
 
 /** Start a copy-on-write overlay over `source`. */
@@ -51,8 +58,10 @@ export async function openOverlay(source: string, opts: OverlayOptions = {}): Pr
       pidfile,
       ...(opts.nbdkitArgs ?? []),
       '--filter=cow',
+      ...(opts.room?.bytes ? ['--filter=truncate'] : []),
       'file',
       `file=${source}`,
+      ...(opts.room?.bytes ? [`truncate=${opts.room.sourceSize + opts.room.bytes}`] : []),
     ],
     { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: { stderr: true }, reject: true, cleanup: false },
   );

@@ -47,6 +47,8 @@ export function formatReport(r: ExportReport): string {
       `  disk:      ${d.source}: ${formatBytes(d.capacity)}, ${formatBytes(d.dataBytes)} data read, ${formatBytes(d.vmdkBytes)} as VMDK`,
     );
   }
+  for (const f of r.fit ?? [])
+    lines.push(`  fitted:    ${f.lines[0]}`, ...f.lines.slice(1).map((l) => `           ${l}`));
   const changes = r.fixups.flatMap((f) => f.summary.map((s) => `${f.fixup}: ${s}`));
   lines.push(`  fixups:    ${changes.length ? changes.length + ' change(s)' : 'none'}`);
   for (const c of changes) lines.push(`             - ${c}`);

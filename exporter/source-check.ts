@@ -16,7 +16,7 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { P2vError } from '../lib/errors.js';
-import { run } from '../lib/run.js';
+import { run, runText } from '../lib/run.js';
 import { unescapeMountinfo } from './mount.js';
 
 const DISK_HINT = 'name a block device (/dev/sda) or a disk image file';
@@ -138,4 +138,11 @@ export async function checkSourceNotMountedRw(source: string): Promise<void> {
     throw new P2vError('SOURCE_BUSY', `${source} is in use read-write by this system (${busy.join(', ')})`, {
       hint: 'boot the machine from a live image so its disks are not mounted, or unmount them (swapoff for swap) first',
     });
+}
+
+/** The source disk's size in bytes (a block device's, or an image file's). */
+export async function sourceSize(source: string): Promise<number> {
+  const st = await stat(source);
+  if (st.isFile()) return st.size;
+  return Number(await runText('blockdev', ['--getsize64', source], { what: `reading the size of ${source}` }));
 }

@@ -47,6 +47,11 @@ export interface InspectedDisk {
   /** MBR disk identifier or GPT disk GUID. */
   diskId?: string;
   partitions: InspectedPartition[];
+  /**
+   * The smallest size this disk can be exported at (p2v-export --target-size
+   * auto): measured by `--inspect` on its filesystems; absent otherwise.
+   */
+  minimumSize?: number;
   /** A disk with no partition table but a filesystem on the whole device. */
   wholeDiskFs?: { fsType: string; fsUuid?: string; fsLabel?: string; mountpoint?: string };
 }

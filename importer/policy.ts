@@ -15,7 +15,8 @@ export function checkDiskSize(disk: Pick<OvfDisk, 'diskId'>, capacity: number, m
       'POLICY',
       `disk ${disk.diskId} needs ${describeSize(capacity)} but at most ${describeSize(maxDiskSize)} is allowed`,
       {
-        hint: 'shrink the source disk or raise --disk-size on the staging host',
+        // The largest whole-MiB size under the limit: what p2v-export --target-size takes, and what Ganeti disks are made of.
+        hint: `export it again fitted to the limit with p2v-export --target-size ${Math.floor(maxDiskSize / 2 ** 20)}M (or --target-size auto for the smallest that holds its data), or raise --disk-size on the staging host`,
       },
     );
   }

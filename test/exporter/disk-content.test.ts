@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { openDiskContent } from '../../exporter/disk-content.js';
+import { openDiskContent, openMappedContent, type ContentMap } from '../../exporter/disk-content.js';
 import { NbdClient } from '../../exporter/nbd/index.js';
 import { openOverlay } from '../../exporter/overlay.js';
 import type { DataChunk } from '../../ovf/types.js';
@@ -152,6 +152,59 @@ describe('openDiskContent', () => {
           }
         },
       );
+    });
+  });
+
+  it('streams a mapped disk: ranges moved to other offsets, memory patches winning over them, zeros elsewhere', async () => {
+    await needPrograms('nbdkit');
+    await withTmpDir('dc', async (dir) => {
+      const file = await sparseImage(dir, 16 * MiB, [
+        [0, 3 * MiB],
+        [5 * MiB, 128 * 1024],
+        [8 * MiB, 4 * MiB],
+      ]);
+      const src = await readFile(file);
+      const patch = (offset: number, length: number) => ({ offset, data: randomBytes(length) });
+      const map: ContentMap = {
+        capacity: 12 * MiB,
+        // Out of order on purpose; the second one reads a hole and some data further on.
+        ranges: [
+          { target: 6 * MiB, length: 5 * MiB, source: 8 * MiB },
+          { target: 0, length: 2 * MiB, source: 0 },
+          { target: 3 * MiB, length: 3 * MiB, source: 4 * MiB },
+        ],
+        patches: [
+          patch(0, 512), // over data
+          patch(MiB - 100, 300), // in the middle of a data run
+          patch(2 * MiB - 10, 20), // half over a range's end, half over zeros
+          patch(3 * MiB + 4096, 4096), // over a hole of a range
+          patch(11 * MiB + 5, 7), // past every range
+        ],
+      };
+      const expected = Buffer.alloc(map.capacity);
+      for (const r of map.ranges) src.copy(expected, r.target, r.source, r.source + r.length);
+      for (const p of map.patches) p.data.copy(expected, p.offset);
+      await withNbdkit(dir, ['file', file], async (k) => {
+        const dc = await openMappedContent(k.socket, () => map, { readSize: 256 * 1024, maxInFlight: 3 });
+        try {
+          expect(dc.capacity).toBe(map.capacity);
+          const chunks = await collect(dc.chunks);
+          expect(chunks.reduce((n, c) => n + c.data.length, 0)).toBe(dc.dataBytes);
+          expect(assemble(dc.capacity, chunks).equals(expected)).toBe(true);
+          // Data: 2 MiB + 128 KiB + 4 MiB from the overlay, the patches, and nothing of the holes under ranges.
+          const overlayData = 2 * MiB + 128 * 1024 + 4 * MiB;
+          const patchOnly = 10 + 4096 + 7; // patch bytes over no overlay data
+          expect(dc.dataBytes).toBe(overlayData + patchOnly);
+        } finally {
+          await dc.close();
+        }
+        const bad = await openMappedContent(k.socket, (size) => ({
+          capacity: MiB,
+          ranges: [{ target: 0, length: MiB, source: size }],
+          patches: [],
+        })).catch((e: unknown) => e);
+        expect((bad as Error).message).toMatch(/reads the overlay up to/);
+      });
     });
   });
 

@@ -128,6 +128,8 @@ interface Case {
   input: () => Promise<Buffer>;
   args?: string[];
   error: string;
+  /** Text the hint line must hold. */
+  hint?: string;
   status?: number;
 }
 
@@ -324,6 +326,7 @@ const cases: Case[] = [
     input: async () => good.bytes,
     args: ['--disk-size', '2M'],
     error: 'disk vmdisk1 needs 4.0 MiB (4194304 bytes) but at most 2.0 MiB (2097152 bytes) is allowed',
+    hint: 'export it again fitted to the limit with p2v-export --target-size 2M',
   },
   {
     name: 'a VMDK bigger than --disk-size when the descriptor gives no capacity',
@@ -411,6 +414,7 @@ describe('p2v-import refuses bad input', () => {
     const r = await runImport(['--staging', staging, '--ganeti-export', exports, ...(c.args ?? [])], { input });
     const first = r.stderr.split('\n')[0];
     expect(first).toBe(`p2v-import: ${c.error}`);
+    if (c.hint) expect(r.stderr).toContain(c.hint);
     expect(r.exitCode).toBe(c.status ?? 3);
     expect(r.stderr).not.toMatch(/internal error|at .*\.js:\d+/);
     expect(await readdir(staging)).toEqual([]);
