@@ -77,6 +77,10 @@ export function buildProgram(): Command {
       "the guest's disk GUEST is exported disk INDEX (--disk order, from 0), e.g. /dev/sda=0; repeatable",
       (v: string, prev: DeviceMapping[] | undefined) => [...(prev ?? []), parseMapDevice(v)],
     )
+    .option(
+      '--lvm-as-is',
+      'copy an LVM volume group with snapshot, thin, RAID or cache LVs untouched (no inspection, fixups or trim inside it) instead of refusing',
+    )
     .option('--name <name>', 'instance name (default: the host name)')
     .option('--cpus <n>', 'vCPUs (default: those of this machine)', intIn(1, 1024))
     .option('--memory <size>', 'memory, e.g. 4G (default: that of this machine)')
@@ -132,6 +136,7 @@ interface CliOpts extends OutputChoice {
   hooks?: string;
   fixups: boolean;
   mapDevice?: DeviceMapping[];
+  lvmAsIs?: boolean;
   name?: string;
   cpus?: number;
   memory?: string;
@@ -233,6 +238,7 @@ export async function main(argv: string[]): Promise<void> {
         dryRun: o.dryRun,
         noFixups: !o.fixups,
         mapDevice: o.mapDevice,
+        lvmAsIs: o.lvmAsIs,
         fixups: {
           hypervisor: o.hypervisor,
           hostname: o.hostname,

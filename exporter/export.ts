@@ -63,6 +63,8 @@ export interface ExportOptions {
   targetSizes?: (TargetSize | undefined)[];
   /** --map-device: which exported disk a guest disk name is, where the guest's own view does not say. */
   mapDevice?: DeviceMapping[];
+  /** --lvm-as-is: a volume group with LVs we cannot expose is copied untouched instead of refused. */
+  lvmAsIs?: boolean;
   /** Plan and print the fixups as diffs; send nothing. */
   dryRun?: boolean;
   /** Inspect, print, and stop. */
@@ -191,7 +193,7 @@ async function convertAndSend(
       inspect(
         // The source's own size: a fit's overlay is larger than the disk it covers.
         opts.disks.map((source, i) => ({ source, exposed: exposed[i]!, size: sizes[i]! })),
-        { workDir, log, mapDevice: opts.mapDevice },
+        { workDir, log, mapDevice: opts.mapDevice, lvmAsIs: opts.lvmAsIs },
       ),
     );
     if (opts.inspectOnly) {

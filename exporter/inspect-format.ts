@@ -34,6 +34,13 @@ function disk(d: InspectedDisk): string[] {
 export function formatInspection(i: Inspection): string {
   const out: string[] = [];
   for (const d of i.disks) out.push(...disk(d));
+  for (const g of i.volumeGroups ?? []) {
+    out.push(
+      `volume group ${g.name}: ${g.pvs.map((p) => `disk ${p.disk} partition ${p.partition}`).join(', ')}, extents of ${bytes(g.extentSize)}${g.asIs ? `; copied untouched (${g.asIs})` : ''}`,
+    );
+    for (const v of g.volumes)
+      out.push(`  ${v.name.padEnd(12)} ${bytes(v.size).padStart(9)} in ${v.ranges.length} range(s): ${fs(v)}`);
+  }
   out.push('');
   const o = i.os;
   if (!o) out.push('operating system: none found (data disks only)');
@@ -42,7 +49,7 @@ export function formatInspection(i: Inspection): string {
       `operating system: ${o.prettyName} (${o.distro} ${o.version}${o.distroLike.length ? `, like ${o.distroLike.join(' ')}` : ''}), ${o.arch}`,
     );
     out.push(
-      `root:             disk ${o.root.disk} ${o.root.partition ? `partition ${o.root.partition}` : 'whole disk'}`,
+      `root:             ${o.root.volume ? `LV ${o.root.volume}` : `disk ${o.root.disk} ${o.root.partition ? `partition ${o.root.partition}` : 'whole disk'}`}`,
     );
     if (o.hostname) out.push(`hostname:         ${o.hostname}`);
     out.push(

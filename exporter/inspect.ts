@@ -13,7 +13,9 @@ import { inspectGuest, type GuestMounter } from '../guest/inspect/index.js';
 import type { Inspection, MachineFacts } from '../guest/types.js';
 import type { Logger } from '../lib/log.js';
 import { liveMachine } from './live-machine.js';
-import { attachPartition, mountFilesystem, mountGuest, type ExposedDisk } from './mount.js';
+import { multipathSources } from './lvm/multipath.js';
+import { attachPartition, mountFilesystem, mountGuest, type AttachedPartition, type ExposedDisk } from './mount.js';
+import { attachVolume } from './lvm/attach.js';
 
 export interface InspectDisk {
   /** What the user named (/dev/sda or an image file). */
@@ -28,30 +30,49 @@ export interface InspectOptions {
   machine?: MachineFacts;
   /** --map-device: the user's word on which exported disk a guest disk name is. */
   mapDevice?: DeviceMapping[];
+  /** --lvm-as-is: copy a VG with LVs we cannot expose untouched instead of refusing. */
+  lvmAsIs?: boolean;
   log: Logger;
 }
 
 /** Mounts through loop devices over the exposed disk files, read-only, under workDir. */
 function loopMounter(disks: InspectDisk[], workDir: string): GuestMounter {
-  return {
-    async withFilesystem(disk, offset, size, fsType, body) {
-      const dir = await mkdtemp(join(workDir, 'p2v-probe-'));
+  const probe = async <T>(
+    attach: () => Promise<AttachedPartition>,
+    fsType: string,
+    body: (dir: string) => Promise<T>,
+  ) => {
+    const dir = await mkdtemp(join(workDir, 'p2v-probe-'));
+    try {
+      const part = await attach();
       try {
-        const part = await attachPartition(disks[disk]!.exposed.path, offset, size);
+        const fs = await mountFilesystem(part.device, dir, fsType, { readOnly: true });
         try {
-          const fs = await mountFilesystem(part.device, dir, fsType, { readOnly: true });
-          try {
-            return await body(dir);
-          } finally {
-            await fs.unmount();
-          }
+          return await body(dir);
         } finally {
-          await part.detach();
+          await fs.unmount();
         }
       } finally {
-        await rmdir(dir).catch(() => undefined);
+        await part.detach();
       }
-    },
+    } finally {
+      await rmdir(dir).catch(() => undefined);
+    }
+  };
+  return {
+    withFilesystem: (disk, offset, size, fsType, body) =>
+      probe(() => attachPartition(disks[disk]!.exposed.path, offset, size), fsType, body),
+    withVolume: (volume, fsType, body) =>
+      probe(
+        () =>
+          attachVolume(
+            volume,
+            disks.map((d) => d.exposed.path),
+            workDir,
+          ),
+        fsType,
+        body,
+      ),
     mountGuest: (inspection, warn) =>
       mountGuest(
         inspection,
@@ -69,6 +90,8 @@ export async function inspect(disks: InspectDisk[], opts: InspectOptions): Promi
       machine: opts.machine ?? (await liveMachine()),
       mounter: loopMounter(disks, opts.workDir),
       ...(opts.mapDevice ? { mapDevice: opts.mapDevice } : {}),
+      ...(opts.lvmAsIs ? { lvmAsIs: true } : {}),
+      notSupported: await multipathSources(disks.map((d) => d.source)),
       log: opts.log,
     },
   );

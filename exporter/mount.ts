@@ -13,6 +13,10 @@
  *   mountFilesystem(device, dir, fsType, { readOnly }): Promise<MountedFs>
  *   mountGuest(inspection, disks, workDir, { readOnly }): Promise<GuestMount>
  *
+ * LVM logical volumes with a mountpoint are mounted like partitions; their
+ * devices come from exporter/lvm/attach.ts (an offset loop, or an NBD view
+ * for LVs of several segments).
+ *
  * Guest paths (the fstab's mountpoints) are resolved with guest/files.ts, the
  * one rule that never leaves the guest root. nbdfuse is started with lib/run's
  * startProgram: it runs beside us for the whole export.
@@ -25,7 +29,8 @@ import { waitForPidfile } from '../lib/pidfile.js';
 import { requireProgram, run, runText, startProgram } from '../lib/run.js';
 import type { Overlay } from './overlay.js';
 import { resolveGuestPath } from '../guest/files.js';
-import type { Inspection } from '../guest/types.js';
+import type { InspectedVolume, Inspection } from '../guest/types.js';
+import { attachVolume } from './lvm/attach.js';
 
 export interface ExposedDisk {
   /** The disk as a host file. */
@@ -216,6 +221,8 @@ export async function mountGuest(
     fsType: string;
     mountpoint: string;
     what: string;
+    /** An LVM logical volume (disk, offset and size unused): attached by exporter/lvm/attach.ts. */
+    volume?: InspectedVolume;
   }
   const wants: Want[] = [];
   for (const d of inspection.disks) {
@@ -241,6 +248,22 @@ export async function mountGuest(
     if (d.wholeDiskFs) consider(d.wholeDiskFs.fsType, d.wholeDiskFs.mountpoint, 0, d.size, d.sourceName);
     for (const p of d.partitions)
       consider(p.fsType, p.mountpoint, p.start, p.size, `${d.sourceName} partition ${p.number}`);
+  }
+  for (const v of (inspection.volumeGroups ?? []).flatMap((g) => g.volumes)) {
+    if (!v.mountpoint || !v.mountpoint.startsWith('/')) continue;
+    if (!v.fsType || !MOUNTABLE_FS.has(v.fsType)) {
+      warn(`LV ${v.id} (${v.fsType ?? 'unknown'}) for ${v.mountpoint} cannot be mounted here: it is copied as it is`);
+      continue;
+    }
+    wants.push({
+      disk: -1,
+      offset: 0,
+      size: v.size,
+      fsType: v.fsType,
+      mountpoint: posix.normalize(v.mountpoint),
+      what: `LV ${v.id}`,
+      volume: v,
+    });
   }
   wants.sort((a, b) => depth(a.mountpoint) - depth(b.mountpoint) || a.mountpoint.localeCompare(b.mountpoint));
   if (!wants.some((w) => w.mountpoint === '/'))
@@ -285,7 +308,13 @@ export async function mountGuest(
       }
       if (!dir.startsWith(root))
         throw new P2vError('INSPECTION', `mount point ${w.mountpoint} escapes the guest root`, {});
-      const part = await attachPartition(disks[w.disk]!.path, w.offset, w.size);
+      const part = w.volume
+        ? await attachVolume(
+            w.volume,
+            disks.map((d) => d.path),
+            workDir,
+          )
+        : await attachPartition(disks[w.disk]!.path, w.offset, w.size);
       undo.push(part.detach);
       const fs = await mountFilesystem(part.device, dir, w.fsType, { readOnly: opts.readOnly });
       undo.push(fs.unmount);

@@ -8,7 +8,9 @@
  *   trim and unmounted again;
  * - swap partitions are punched whole and re-created with mkswap keeping
  *   their UUID and label, so fstab and resume= entries still match;
- * - anything else (LVM, LUKS, unknown) is copied whole, with a warning.
+ * - LVM logical volumes are handled like partitions (exporter/lvm/attach.ts
+ *   makes each a device), and the PV extents no LV uses are punched;
+ * - anything else (LUKS, unknown) is copied whole, with a warning.
  * Every failure here is a warning: sparsify only saves space.
  *
  *   sparsify(inspection, mount, disks, { log, onProgress }): Promise<SparsifyReport>
@@ -18,16 +20,34 @@ import { mkdtemp, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../lib/log.js';
 import { requireProgram, run } from '../lib/run.js';
-import { attachPartition, mountFilesystem, MOUNTABLE_FS, type ExposedDisk, type GuestMount } from './mount.js';
+import {
+  attachPartition,
+  mountFilesystem,
+  MOUNTABLE_FS,
+  type AttachedPartition,
+  type ExposedDisk,
+  type GuestMount,
+} from './mount.js';
+import { attachVolume } from './lvm/attach.js';
 import { isContainerPartition } from '../guest/partitions.js';
-import type { InspectedDisk, Inspection } from '../guest/types.js';
+import type { DiskRange, InspectedDisk, Inspection } from '../guest/types.js';
 
 export { checkSourceNotMountedRw } from './source-check.js';
 
 export interface SparsifyReport {
   /** One entry per filesystem trimmed (or that failed to trim: trimmedBytes 0 and a warning). */
-  filesystems: { disk: number; partition: number; guestPath?: string; fsType: string; trimmedBytes: number }[];
-  swaps: { disk: number; partition: number; uuid?: string; label?: string; bytes: number }[];
+  /** On an LV, `volume` names it ("vg/lv") and disk/partition are those of its first range's PV. */
+  filesystems: {
+    disk: number;
+    partition: number;
+    volume?: string;
+    guestPath?: string;
+    fsType: string;
+    trimmedBytes: number;
+  }[];
+  swaps: { disk: number; partition: number; volume?: string; uuid?: string; label?: string; bytes: number }[];
+  /** LVM: bytes of PV extents no LV uses, punched per volume group. */
+  lvmFree?: { vg: string; bytes: number }[];
   warnings: string[];
 }
 
@@ -65,9 +85,11 @@ async function punch(file: string, offset: number, size: number): Promise<void> 
   }
 }
 
-/** One place a filesystem or swap may live: a partition, or the whole disk (partition 0). */
+/** One place a filesystem or swap may live: a partition, the whole disk (partition 0), or an LV. */
 interface Region {
   partition: number;
+  /** An LV: its id and its bytes (start and size are then unused). */
+  volume?: { id: string; ranges: DiskRange[] };
   start: number;
   size: number;
   fsType?: string;
@@ -122,9 +144,23 @@ export async function sparsify(
   const mounted = new Set(mount.mounts.map((m) => m.guestPath));
   const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
+  const workDir = dirname(mount.root);
   const one = async (d: InspectedDisk, p: Region & { fsType: string }): Promise<void> => {
     const file = disks[d.index]!.path;
-    const where = p.partition ? `${d.sourceName} partition ${p.partition}` : d.sourceName;
+    const where = p.volume
+      ? `LV ${p.volume.id}`
+      : p.partition
+        ? `${d.sourceName} partition ${p.partition}`
+        : d.sourceName;
+    const vol = p.volume ? { volume: p.volume.id } : {};
+    const attach = (): Promise<AttachedPartition> =>
+      p.volume
+        ? attachVolume(
+            { vg: '', name: '', id: p.volume.id, size: p.size, ranges: p.volume.ranges },
+            disks.map((x) => x.path),
+            workDir,
+          )
+        : attachPartition(file, p.start, p.size);
     if (p.mountpoint && mounted.has(p.mountpoint)) {
       const m = mount.mounts.find((x) => x.guestPath === p.mountpoint)!;
       let trimmed = 0;
@@ -137,14 +173,16 @@ export async function sparsify(
       report.filesystems.push({
         disk: d.index,
         partition: p.partition,
+        ...vol,
         guestPath: p.mountpoint,
         fsType: p.fsType,
         trimmedBytes: trimmed,
       });
     } else if (p.fsType === 'swap') {
       try {
-        await punch(file, p.start, p.size);
-        const part = await attachPartition(file, p.start, p.size);
+        for (const r of p.volume?.ranges ?? [{ disk: d.index, offset: p.start, size: p.size }])
+          await punch(disks[r.disk]!.path, r.offset, r.size);
+        const part = await attach();
         try {
           await run(
             'mkswap',
@@ -154,7 +192,14 @@ export async function sparsify(
         } finally {
           await part.detach();
         }
-        report.swaps.push({ disk: d.index, partition: p.partition, uuid: p.fsUuid, label: p.fsLabel, bytes: p.size });
+        report.swaps.push({
+          disk: d.index,
+          partition: p.partition,
+          ...vol,
+          uuid: p.fsUuid,
+          label: p.fsLabel,
+          bytes: p.size,
+        });
         log.info(`swap on ${where} emptied and re-created with UUID ${p.fsUuid ?? '(new)'}`);
       } catch (e) {
         warn(`cannot empty the swap on ${where}: ${msg(e)}; it is copied whole`);
@@ -162,9 +207,9 @@ export async function sparsify(
     } else if (MOUNTABLE_FS.has(p.fsType)) {
       // Not mounted by the guest's fstab: mount it just for the trim.
       let trimmed = 0;
-      const dir = await mkdtemp(join(dirname(mount.root), 'p2v-trim-'));
+      const dir = await mkdtemp(join(workDir, 'p2v-trim-'));
       try {
-        const part = await attachPartition(file, p.start, p.size);
+        const part = await attach();
         try {
           const fs = await mountFilesystem(part.device, dir, p.fsType);
           try {
@@ -181,7 +226,13 @@ export async function sparsify(
       } finally {
         await rmdir(dir).catch(() => undefined);
       }
-      report.filesystems.push({ disk: d.index, partition: p.partition, fsType: p.fsType, trimmedBytes: trimmed });
+      report.filesystems.push({
+        disk: d.index,
+        partition: p.partition,
+        ...vol,
+        fsType: p.fsType,
+        trimmedBytes: trimmed,
+      });
     } else {
       warn(`the ${p.fsType} on ${where} cannot be mounted here: it is copied whole`);
     }
@@ -190,9 +241,48 @@ export async function sparsify(
   // Everything with a filesystem or swap and not a container (LVM, LUKS): each is one step of the progress count.
   const todo = inspection.disks.flatMap((d) =>
     regionsOf(d)
-      .filter((p): p is Region & { fsType: string } => !p.container && !!p.fsType)
+      .filter((p): p is Region & { fsType: string } => !p.container && !!p.fsType && p.fsType !== 'LVM2_member')
       .map((p) => ({ d, p })),
   );
+  // LVM: each LV like a partition (on the disk of its first range), after the PV space no LV uses is punched.
+  const groups = (inspection.volumeGroups ?? []).filter((g) => !g.asIs);
+  for (const g of groups)
+    for (const v of g.volumes) {
+      if (!v.fsType) {
+        warn(`LV ${v.id} holds no filesystem or swap we know: it is copied whole`);
+        continue;
+      }
+      const first = v.ranges[0]!;
+      const pv = g.pvs.find((x) => x.disk === first.disk)!;
+      todo.push({
+        d: inspection.disks[first.disk]!,
+        p: {
+          partition: pv?.partition ?? 0,
+          volume: { id: v.id, ranges: v.ranges },
+          start: first.offset,
+          size: v.size,
+          fsType: v.fsType,
+          fsUuid: v.fsUuid,
+          fsLabel: v.fsLabel,
+          mountpoint: v.mountpoint,
+          container: false,
+        },
+      });
+    }
+  if (groups.length) report.lvmFree = [];
+  for (const g of groups) {
+    let bytes = 0;
+    for (const r of g.free) {
+      try {
+        await punch(disks[r.disk]!.path, r.offset, r.size);
+        bytes += r.size;
+      } catch (e) {
+        warn(`cannot punch the unused extents of volume group ${g.name} on disk ${r.disk}: ${msg(e)}; they are copied`);
+      }
+    }
+    report.lvmFree!.push({ vg: g.name, bytes });
+    if (bytes) log.info(`volume group ${g.name}: ${(bytes / 1048576).toFixed(1)} MiB of unused extents punched`);
+  }
   let handled = 0;
   opts.onProgress?.(0, todo.length);
   for (const { d, p } of todo) {

@@ -70,7 +70,9 @@ export interface InspectedKernel {
    * '-' written '_'), or why it could not be read. Absent when there is no
    * image.
    */
-  initrdContent?: { modules: string[] } | { error: string };
+  initrdContent?:
+    | { modules: string[]; /** It holds the lvm tool (activates LVM volumes at boot). */ lvm?: boolean }
+    | { error: string };
 }
 
 export type InitramfsTool = 'initramfs-tools' | 'dracut' | 'mkinitrd' | 'unknown';
@@ -98,8 +100,12 @@ export interface InspectedOs {
   initSystem: InitSystem;
   /** Network configuration systems found in use, most important first. */
   networkConfig: NetworkConfigSystem[];
-  /** Which (disk, partition) holds / ; partition 0 means the whole disk. */
-  root: { disk: number; partition: number };
+  /**
+   * Which (disk, partition) holds / ; partition 0 means the whole disk. On LVM
+   * the partition is the PV holding the LV's first extent and `volume` names
+   * the LV ("vg/lv").
+   */
+  root: { disk: number; partition: number; volume?: string };
   /**
    * Which exported disk each disk name of the guest (sda, nvme0n1, cciss/c0d0)
    * is, from the guest's own fstab, crypttab and kernel command lines
@@ -119,9 +125,49 @@ export interface MachineFacts {
   nics: { name: string; mac: string }[];
 }
 
+/** Bytes [offset, offset+size) of exported disk `disk`. */
+export interface DiskRange {
+  disk: number;
+  offset: number;
+  size: number;
+}
+
+/** One LVM logical volume, read from the VG's metadata on its PVs (guest/lvm). */
+export interface InspectedVolume {
+  vg: string;
+  name: string;
+  /** "vg/lv", as root.volume and messages name it. */
+  id: string;
+  size: number;
+  /** Where its bytes are, in LV order: one range for a linear LV of one segment. */
+  ranges: DiskRange[];
+  fsType?: string;
+  fsUuid?: string;
+  fsLabel?: string;
+  /** Where the guest's fstab mounts it ("/", "/home", "swap"), if it does. */
+  mountpoint?: string;
+}
+
+export interface InspectedVolumeGroup {
+  name: string;
+  uuid: string;
+  /** Bytes per extent. */
+  extentSize: number;
+  /** Each PV: where it is and where its extent 0 starts on that disk. */
+  pvs: { uuid: string; disk: number; partition: number; firstExtent: number; extents: number }[];
+  /** Its logical volumes; empty when the VG is copied untouched. */
+  volumes: InspectedVolume[];
+  /** PV extents no LV uses: punched as holes, never sent. */
+  free: DiskRange[];
+  /** Set when the VG is copied untouched (--lvm-as-is): why. */
+  asIs?: string;
+}
+
 /** Everything inspection learned. `os` is absent for data-only disks. */
 export interface Inspection {
   disks: InspectedDisk[];
+  /** LVM volume groups found on the disks' PVs (absent: none). */
+  volumeGroups?: InspectedVolumeGroup[];
   os?: InspectedOs;
   machine: MachineFacts;
   /** Non-fatal findings, e.g. "filesystem on sda3 cannot be mounted: copied whole". */

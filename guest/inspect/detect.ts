@@ -28,7 +28,10 @@ export function compareKernelVersions(a: string, b: string): number {
 export async function initrdContent(tree: GuestTree, initrd: string): Promise<InspectedKernel['initrdContent']> {
   if (!(await tree.isFile(initrd))) return undefined;
   try {
-    return { modules: [...moduleNamesOf(await listInitramfs(await tree.hostPath(initrd)))].sort() };
+    const names = await listInitramfs(await tree.hostPath(initrd));
+    // The lvm binary is what activates LVM volumes at boot (lvm2's initramfs hook, dracut's lvm module).
+    const lvm = names.some((n) => /^(\.\/)?(usr\/)?s?bin\/lvm$/.test(n));
+    return { modules: [...moduleNamesOf(names)].sort(), ...(lvm ? { lvm: true } : {}) };
   } catch (e) {
     return { error: e instanceof Error ? e.message : String(e) };
   }

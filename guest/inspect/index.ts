@@ -33,7 +33,10 @@ import {
   resumeReferences,
 } from '../references.js';
 import type { InspectedDisk, InspectedOs, Inspection, MachineFacts } from '../types.js';
-import { inspectDisk, type DiskImage } from './disks.js';
+import { inspectDisk, probeFilesystem, type DiskImage } from './disks.js';
+import { findVolume, pvRegions, readVolumeGroups, unsupportedLayouts } from '../lvm/index.js';
+import { open } from 'node:fs/promises';
+import { P2vError } from '../../lib/errors.js';
 import {
   findArch,
   findBootloader,
@@ -52,7 +55,23 @@ export interface InspectGuestOptions {
   mounter: GuestMounter;
   /** --map-device: the user's word on which exported disk a guest disk name is. */
   mapDevice?: DeviceMapping[];
+  /** --lvm-as-is: copy a volume group with LVs we cannot expose untouched instead of refusing. */
+  lvmAsIs?: boolean;
+  /** Layouts the caller found unsupported from the live system (multipath), named like unsupportedLayouts'. */
+  notSupported?: string[];
   log: Logger;
+}
+
+/** Read bytes [offset, offset+length) of a disk file. */
+async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(buf, 0, length, offset);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
 }
 
 export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions): Promise<Inspection> {
@@ -73,10 +92,32 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
     inspected.push(disk);
   }
 
-  const roots = await findRoots(inspected, opts.mounter, warn);
+  // Layouts we do not take apart yet: said once, before anything is changed or sent.
+  const notYet = [...(opts.notSupported ?? []), ...unsupportedLayouts(inspected)];
+  if (notYet.length)
+    throw new P2vError('INSPECTION', `not supported yet: ${notYet.join(', ')}`, {
+      hint: 'leave that disk out of --disk if the guest does not need it; otherwise this machine cannot be converted by p2v-export yet',
+    });
+  // LVM: the VGs' metadata read from the PVs themselves, and each LV's filesystem probed at its first range.
+  const volumeGroups = await readVolumeGroups(
+    pvRegions(inspected),
+    (disk, offset, length) => readRange(disks[disk]!.path, offset, length),
+    { asIs: opts.lvmAsIs, warn },
+  );
+  for (const v of volumeGroups.flatMap((g) => g.volumes)) {
+    const first = v.ranges[0]!;
+    const fs = await probeFilesystem(disks[first.disk]!.path, first.offset, first.size);
+    if (fs.fsType) v.fsType = fs.fsType;
+    if (fs.fsUuid) v.fsUuid = fs.fsUuid;
+    if (fs.fsLabel) v.fsLabel = fs.fsLabel;
+    log.debug(`LV ${v.id}: ${v.size} bytes in ${v.ranges.length} range(s), ${v.fsType ?? 'no filesystem'}`);
+  }
+  const lvm = volumeGroups.length ? { volumeGroups } : {};
+
+  const roots = await findRoots(inspected, opts.mounter, warn, volumeGroups);
   if (roots.length === 0) {
     log.info('no operating system found: the disks are copied as data disks');
-    return { disks: inspected, machine, warnings };
+    return { disks: inspected, ...lvm, machine, warnings };
   }
   if (roots.length > 1)
     warn(
@@ -89,6 +130,11 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
   const mapOf = (references: GuestReference[]) =>
     buildDeviceMap({ disks: inspected, root: root.ref, references, explicit: opts.mapDevice });
   const setMountpoint = (ref: DiskRef, mp: string) => {
+    if (ref.volume) {
+      const v = volumeGroups.flatMap((g) => g.volumes).find((x) => x.id === ref.volume);
+      if (v) v.mountpoint = mp;
+      return;
+    }
     const d = inspected[ref.disk]!;
     if (ref.partition === 0) {
       if (d.wholeDiskFs) d.wholeDiskFs.mountpoint = mp;
@@ -100,6 +146,11 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
   const attribute = (map: GuestDeviceMap, report: boolean) => {
     setMountpoint(root.ref, '/');
     for (const e of fstabRefs) {
+      const lv = findVolume(volumeGroups, e.spec);
+      if (lv) {
+        if (e.mountpoint !== '/') lv.mountpoint = e.use === 'swap' ? 'swap' : e.mountpoint!;
+        continue;
+      }
       const r = resolveDevice(map, inspected, e.spec);
       if (e.mountpoint === '/') {
         if (report && typeof r !== 'string' && (r.disk !== root.ref.disk || r.partition !== root.ref.partition))
@@ -122,7 +173,7 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
 
   const osr = root.osRelease;
   // Look at the whole guest as it boots, with /boot, /usr … mounted from its fstab.
-  const gm = await opts.mounter.mountGuest({ disks: inspected, machine, warnings }, warn);
+  const gm = await opts.mounter.mountGuest({ disks: inspected, ...lvm, machine, warnings }, warn);
   let os: InspectedOs;
   try {
     const tree = new GuestTree(gm.root);
@@ -167,9 +218,16 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
         `give --map-device ${guestDiskPath(u.guestDisk)}=N`,
     );
   if (os.kernels.length === 0) warn('no kernel found in /boot: the guest will not boot as it is');
+  // A root on LVM needs the lvm tool in the initramfs; the fixups keep it (a rebuild runs the guest's own hooks).
+  const newest = os.kernels[0]?.initrdContent;
+  if (os.root.volume && newest && 'modules' in newest && !newest.lvm)
+    warn(
+      `the root is on LV ${os.root.volume} but the initramfs of ${os.kernels[0]!.version} has no lvm tool: ` +
+        'the guest may not find its root; install lvm2 on the source and run update-initramfs -u (or dracut -f)',
+    );
   for (const k of os.kernels) if (!k.hasModules) warn(`kernel ${k.version} has no /lib/modules/${k.version}`);
   log.info(
     `found ${os.prettyName} on disk ${os.root.disk} partition ${os.root.partition}, ${os.kernels.length} kernel(s), ${os.bootloader}`,
   );
-  return { disks: inspected, os, machine, warnings };
+  return { disks: inspected, ...lvm, os, machine, warnings };
 }
