@@ -108,7 +108,8 @@ menuentry 'Debian GNU/Linux' --class debian --class gnu-linux --class gnu --clas
 /** Build the source machine under `dir` (about 2 GiB sparse, ~0.6 GiB allocated). */
 export async function buildDebianMachine(dir: string): Promise<DebianMachine> {
   await needPrograms('sfdisk', 'losetup', 'mkswap', 'mount', 'chroot', 'truncate');
-  const base = await debianImage({ kernel: true, packages: ['ifupdown'], hostname: OLD_HOSTNAME });
+  // lvm2 too: the LVM guest (test/helpers/lvm-guest.ts) starts from the same cached image, one debootstrap for both.
+  const base = await debianImage({ kernel: true, packages: ['ifupdown', 'lvm2'], hostname: OLD_HOSTNAME });
   if (!base.kernelRelease) throw new Error(`the cached Debian image ${base.path} has no kernel`);
   const path = await copyImage(base, join(dir, 'source.img'));
   const rootOffset = base.partitionOffset;

@@ -243,7 +243,8 @@ async function withLoop<T>(file: string, offset: number, size: number, body: (de
  */
 export async function lvmDebianGuest(): Promise<LvmDebianGuest> {
   const { cacheDir, debianImage } = await import('./debian-image.js');
-  const base = await debianImage({ kernel: true, packages: ['lvm2'], hostname: 'oldhost' });
+  // The same cached image as test/e2e/debian-machine.ts (one debootstrap for both).
+  const base = await debianImage({ kernel: true, packages: ['ifupdown', 'lvm2'], hostname: 'oldhost' });
   if (!base.kernelRelease) throw new Error(`the cached Debian image ${base.path} has no kernel`);
   const { createHash } = await import('node:crypto');
   const { existsSync } = await import('node:fs');
