@@ -33,6 +33,7 @@ import {
   MiB,
   sh,
   sha256File,
+  probe,
   shellPipeline,
   tool,
   withOffsetLoop,
@@ -145,7 +146,7 @@ describe('a 4 GiB machine fitted onto a 2 GiB disk boots', () => {
       async (dev) => {
         const fsck = await execa('e2fsck', ['-fn', dev], { reject: false, all: true });
         expect(fsck.exitCode, String(fsck.all)).toBe(0);
-        expect((await execa('blkid', ['-s', 'UUID', '-o', 'value', dev])).stdout.trim()).toBe(machine.rootUuid);
+        expect((await probe(dev)).UUID).toBe(machine.rootUuid);
       },
       { readOnly: true },
     );
@@ -154,7 +155,7 @@ describe('a 4 GiB machine fitted onto a 2 GiB disk boots', () => {
       p2.start * 512,
       p2.size * 512,
       async (dev) => {
-        expect((await execa('blkid', ['-s', 'UUID', '-o', 'value', dev])).stdout.trim()).toBe(machine.swapUuid);
+        expect((await probe(dev)).UUID).toBe(machine.swapUuid);
       },
       { readOnly: true },
     );
