@@ -14,9 +14,10 @@ import { vmdkBench } from './vmdk.js';
 import { exporterBench } from './exporter.js';
 import { importerBench } from './importer.js';
 import { fitBench } from './fit.js';
+import { deltaBench } from './delta.js';
 
 /** Every bench; add new ones here. */
-const BENCHES: Bench[] = [vmdkBench, exporterBench, importerBench, fitBench];
+const BENCHES: Bench[] = [vmdkBench, exporterBench, importerBench, fitBench, deltaBench];
 
 function parseSize(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(s.trim());

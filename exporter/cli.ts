@@ -20,6 +20,8 @@ import { checkReportFile, formatReport, writeReportFile } from './report.js';
 import type { HypervisorProfile } from '../fixups/types.js';
 import type { TargetSize } from './fit/index.js';
 import { parseMapDevice, type DeviceMapping } from '../guest/device-names.js';
+import { parseSshTarget } from './ssh-transport.js';
+import type { BaseMapChoice } from './delta/index.js';
 
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
 
@@ -86,6 +88,9 @@ export function buildProgram(): Command {
     .option('--memory <size>', 'memory, e.g. 4G (default: that of this machine)')
     .option('--compress-level <n>', 'zlib level of the VMDK grains, 0-9 (default 1)', intIn(0, 9))
     .option('--chunk-size <size>', 'OVA chunk size when streaming (default 64M)')
+    .option('--base-map <file>', 'send only blocks differing from this base map (a delta)')
+    .option('--delta', "with --ssh: fetch the stager's base map and send a delta")
+    .option('--warm', 'a pass from the running machine, kept as a base')
     .addOption(
       new Option('--progress <mode>', 'stderr progress line: auto (default), tty or none').argParser(progressMode),
     )
@@ -142,6 +147,9 @@ interface CliOpts extends OutputChoice {
   memory?: string;
   compressLevel?: number;
   chunkSize?: string;
+  baseMap?: string;
+  delta?: boolean;
+  warm?: boolean;
   progress: 'auto' | 'tty' | 'none';
   progressFd?: number;
   verbose?: boolean;
@@ -208,6 +216,33 @@ function targetSize(v: string): TargetSize {
   return n;
 }
 
+/** --base-map FILE, or --delta with --ssh (the map fetched from the stager): docs/design-delta.md. */
+function baseMapChoice(o: CliOpts): BaseMapChoice | undefined {
+  if (o.warm && (o.dryRun || o.hooks || o.hostname || o.ip || o.dhcp))
+    throw new P2vError('USAGE', '--warm changes nothing: it takes no fixup options', {
+      hint: 'give the fixup options to the final pass (from the live image, with --base-map or --delta)',
+    });
+  if (o.delta && o.baseMap)
+    throw new P2vError('USAGE', '--delta and --base-map cannot be combined', {
+      hint: '--delta fetches the map over --ssh; --base-map reads it from a file',
+    });
+  if (o.delta && !o.ssh)
+    throw new P2vError('USAGE', '--delta goes with --ssh', {
+      hint: 'without --ssh, fetch the map with p2v-import --block-map NAME and give it with --base-map FILE',
+    });
+  if (o.delta)
+    return {
+      ssh: {
+        target: parseSshTarget(o.ssh!),
+        keyFile: o.key,
+        hostKey: o.hostKey,
+        knownHosts: o.knownHosts?.length ? o.knownHosts : undefined,
+        command: o.remoteCommand ?? 'p2v-import',
+      },
+    };
+  return o.baseMap;
+}
+
 export async function main(argv: string[]): Promise<void> {
   await runCommand({ tool: 'p2v-export', program: buildProgram() }, argv, async (program) => {
     // Defaults set here, not in commander, so --help shows them in plain words.
@@ -253,6 +288,8 @@ export async function main(argv: string[]): Promise<void> {
         memoryMiB: values.memoryMiB,
         compressLevel: o.compressLevel,
         chunkSize: values.chunkSize,
+        baseMap: baseMapChoice(o),
+        warm: o.warm,
         progress,
         progressOut,
         log,

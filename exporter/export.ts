@@ -48,6 +48,7 @@ import { planFixups, applyFixups, renderDryRun } from '../fixups/index.js';
 import type { FixupOptions, PlannedFixup } from '../fixups/types.js';
 import type { ExportOutput } from './outputs/types.js';
 import { streamOva, type StreamedDisk } from './ova-stream.js';
+import { streamOvaDelta, type BaseMapChoice } from './delta/index.js';
 
 export interface ExportOptions {
   disks: string[];
@@ -82,6 +83,10 @@ export interface ExportOptions {
   progressOut?: Writable;
   workDir?: string;
   log: Logger;
+  /** --warm: a pass from the running machine, kept by the stager as a base only (no mount, fixups or trim). */
+  warm?: boolean;
+  /** --base-map FILE, or --delta with --ssh: send only the blocks that differ from the stager's base (docs/design-delta.md). */
+  baseMap?: BaseMapChoice;
   /** Where --inspect / --dry-run text goes (stdout by default). */
   print?: (text: string) => void;
 }
@@ -132,7 +137,8 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
     throw new P2vError('USAGE', 'no source disk given', { hint: 'name each disk with --disk /dev/sdX' });
   // The cheap refusals first: a wrong source or an existing output file is said before anything starts.
   for (const d of opts.disks) await checkSourceDisk(d);
-  for (const d of opts.disks) await checkSourceNotMountedRw(d);
+  // A warm pass reads disks in use on purpose (through the overlay, never writing them): docs/design-delta.md.
+  if (!opts.warm) for (const d of opts.disks) await checkSourceNotMountedRw(d);
   const sending = !opts.inspectOnly && !opts.dryRun;
   const output = sending ? opts.output : undefined;
   if (sending && !output)
@@ -212,7 +218,7 @@ async function convertAndSend(
       print(opts.inspectOnly === 'json' ? JSON.stringify(inspection, null, 2) : formatInspection(inspection));
       return { inspection, fixups: [], disks: [], bytesSent: 0, steps };
     }
-    if (!inspection.os)
+    if (!inspection.os && !opts.warm)
       log.warn('no operating system found on the source disks: exporting them as data disks, without fixups');
     // A target that is too small is refused now, before minutes of fixups; measured again after them.
     const fitting = inspection.disks.filter((d) => targets[d.index] !== undefined);
@@ -223,7 +229,8 @@ async function convertAndSend(
 
     let planned: PlannedFixup[] = [];
     let sparsifyReport: SparsifyReport | undefined;
-    if (inspection.os) {
+    // A warm pass mounts nothing: no fixups, no trim; the final pass does them (warmPass in exporter/delta).
+    if (inspection.os && !opts.warm) {
       const guest = await timed('mount', () =>
         mountGuest(inspection, exposed, workDir, { readOnly: false, warn: (m) => log.warn(m) }),
       );
@@ -317,26 +324,26 @@ async function send(
   const fit = fitted.flatMap((f, disk) => (f ? [{ disk, lines: describeFit(disk, f.layout) }] : []));
   const connections: ExitHandle[] = [];
   try {
+    const streamOpts = {
+      name: instanceName(opts.name ?? opts.fixups.hostname ?? inspection.os?.hostname),
+      inspection,
+      planned,
+      fitted,
+      fitLines: fit.flatMap((f) => f.lines),
+      fixups: opts.fixups,
+      cpus: opts.cpus,
+      memoryMiB: opts.memoryMiB,
+      compressLevel: opts.compressLevel,
+      chunkSize: opts.chunkSize,
+      ganetiOs: opts.ganetiOs,
+      warm: opts.warm,
+      meter: (total: number) => phases.meter('stream', total),
+    };
+    // A delta (--base-map) differs only in what each disk's member holds: exporter/delta.
     const sent = await timed('stream', () =>
-      streamOva(
-        overlays,
-        output,
-        {
-          name: instanceName(opts.name ?? opts.fixups.hostname ?? inspection.os?.hostname),
-          inspection,
-          planned,
-          fitted,
-          fitLines: fit.flatMap((f) => f.lines),
-          fixups: opts.fixups,
-          cpus: opts.cpus,
-          memoryMiB: opts.memoryMiB,
-          compressLevel: opts.compressLevel,
-          chunkSize: opts.chunkSize,
-          ganetiOs: opts.ganetiOs,
-          meter: (total) => phases.meter('stream', total),
-        },
-        connections,
-      ),
+      opts.baseMap
+        ? streamOvaDelta(overlays, output, streamOpts, connections, opts.baseMap, log)
+        : streamOva(overlays, output, streamOpts, connections),
     );
     const dataBytes = sent.disks.reduce((n, d) => n + d.dataBytes, 0);
     log.info(

@@ -12,8 +12,9 @@ import type { FixupOptions, PlannedFixup } from '../fixups/types.js';
 import { writeStreamOptimized } from '../ovf/vmdk/index.js';
 import { buildDescriptor } from '../ovf/descriptor/index.js';
 import { writeOva } from '../ovf/ova/index.js';
+import { WARM_PASS_TAG } from '../ovf/delta/index.js';
 import { DEFAULT_CHUNK_SIZE, FORMAT_URI, type MachineDescription, type OvfDisk, type OvfFile } from '../ovf/types.js';
-import { openDiskContent, type OverlayDiskContent } from './disk-content.js';
+import { openDiskContent, type DiskContentOptions, type OverlayDiskContent } from './disk-content.js';
 import { openLayoutContent, type FittedDisk } from './fit/index.js';
 import type { Overlay } from './overlay.js';
 import type { ExportOutput } from './outputs/types.js';
@@ -34,6 +35,8 @@ export interface OvaStreamOptions {
   compressLevel?: number;
   chunkSize?: number;
   ganetiOs?: string;
+  /** A warm pass (p2v-export --warm): tagged WARM_PASS_TAG so the stager keeps it as a base only. */
+  warm?: boolean;
   /** The stream phase's meter, made once the total (the data bytes to read) is known. */
   meter: (totalData: number) => Progress;
 }
@@ -70,12 +73,51 @@ function cimOsId(distro: string | undefined): number {
   }
 }
 
+/** The machine the descriptor describes (also used by a delta export, exporter/delta). */
+export function describeMachine(
+  opts: Omit<OvaStreamOptions, 'meter'>,
+  files: OvfFile[],
+  disks: OvfDisk[],
+): MachineDescription {
+  const { inspection, name } = opts;
+  return {
+    name,
+    annotation: [annotationFor(opts.planned), ...(opts.fitLines?.length ? ['fitted to size:', ...opts.fitLines] : [])]
+      .filter(Boolean)
+      .join('\n'),
+    os: inspection.os ? { id: cimOsId(inspection.os.distro), description: inspection.os.prettyName } : undefined,
+    cpus: opts.cpus ?? inspection.machine.cpus,
+    memoryMiB: opts.memoryMiB ?? inspection.machine.memoryMiB,
+    files,
+    disks,
+    networks: ['default'],
+    nics: inspection.machine.nics.map((n) => ({ network: 'default', mac: n.mac, model: 'virtio' })),
+    ganeti: {
+      os: opts.ganetiOs ?? 'p2v-image+default',
+      hypervisor: opts.fixups.hypervisor,
+      name,
+      nics: inspection.machine.nics.map(() => (opts.fixups.ip ? { ip: opts.fixups.ip.split('/')[0] } : {})),
+      ...(opts.warm ? { tags: [WARM_PASS_TAG] } : {}),
+    },
+    producer: 'ganeti-p2v',
+  };
+}
+
 /**
  * Open an NBD connection per overlay, then write the OVA through
  * `output.send`. The connections stay open (registered with the exit-action
  * registry) until the caller runs the returned handles: after the output's
  * finalize, before the overlays close.
  */
+/** One disk's content as streamed: the overlay as it is, or read through its fitted layout (--target-size). */
+export function openStreamContent(
+  ov: Overlay,
+  fit: FittedDisk | undefined,
+  o: DiskContentOptions,
+): Promise<OverlayDiskContent> {
+  return fit ? openLayoutContent(ov.socket, fit.layout, fit.patches, o) : openDiskContent(ov.socket, o);
+}
+
 export async function streamOva(
   overlays: Overlay[],
   output: ExportOutput,
@@ -93,10 +135,7 @@ export async function streamOva(
       doneByDisk[i] = doneSoFar;
       meter?.update(doneByDisk.reduce((a, b) => a + b, 0));
     };
-    const fit = opts.fitted?.[i];
-    const c = fit
-      ? await openLayoutContent(ov.socket, fit.layout, fit.patches, { onProgress })
-      : await openDiskContent(ov.socket, { onProgress });
+    const c = await openStreamContent(ov, opts.fitted?.[i], { onProgress });
     connections.push(onExit(`close NBD connection to ${ov.source}`, () => c.close()));
     contents.push(c);
   }
@@ -114,26 +153,7 @@ export async function streamOva(
     unit: i,
   }));
   const vmdks = contents.map((c) => writeStreamOptimized(c, { level: opts.compressLevel }));
-  const machine = (files: OvfFile[]): MachineDescription => ({
-    name,
-    annotation: [annotationFor(opts.planned), ...(opts.fitLines?.length ? ['fitted to size:', ...opts.fitLines] : [])]
-      .filter(Boolean)
-      .join('\n'),
-    os: inspection.os ? { id: cimOsId(inspection.os.distro), description: inspection.os.prettyName } : undefined,
-    cpus: opts.cpus ?? inspection.machine.cpus,
-    memoryMiB: opts.memoryMiB ?? inspection.machine.memoryMiB,
-    files,
-    disks,
-    networks: ['default'],
-    nics: inspection.machine.nics.map((n) => ({ network: 'default', mac: n.mac, model: 'virtio' })),
-    ganeti: {
-      os: opts.ganetiOs ?? 'p2v-image+default',
-      hypervisor: opts.fixups.hypervisor,
-      name,
-      nics: inspection.machine.nics.map(() => (opts.fixups.ip ? { ip: opts.fixups.ip.split('/')[0] } : {})),
-    },
-    producer: 'ganeti-p2v',
-  });
+  const machine = (files: OvfFile[]) => describeMachine(opts, files, disks);
 
   const result = await output.send((sink) =>
     writeOva({

@@ -21,6 +21,8 @@ import { checkGanetiDefaults } from './config-ini.js';
 import { parseClientCommand, type ClientRequest } from './forced-command.js';
 import { importFromStaged } from './from-staged.js';
 import { formatStagedList, listStaged, removeStaged } from './housekeeping.js';
+import { formatBaseList, isImportId, writeBlockMapOut } from './base-cli.js';
+import { hasBase, listBases, removeBase } from './base.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, parseDuration } from './idle-timeout.js';
 import { importOva } from './import.js';
 import { checkInstanceName } from '../lib/instance-name.js';
@@ -63,6 +65,8 @@ interface CliOptions {
   keepStaged?: boolean;
   list?: boolean;
   remove?: string;
+  keepBase?: boolean;
+  blockMap?: string;
   fromStaged?: string;
   progress?: ProgressMode;
   progressFd?: string;
@@ -119,12 +123,14 @@ export function buildCommand(): Command {
     .option('--max-staging <size>', 'refuse an import that would fill staging past this')
     .option('--idle-timeout <time>', 'give up after this long without input (10m)')
     .option('--keep-partial', 'keep <staging>/<id>.partial after a failure')
-    .option('--keep-staged', 'keep <staging>/<id> after writing the outputs');
+    .option('--keep-staged', 'keep <staging>/<id> after writing the outputs')
+    .option('--keep-base', "keep each machine's last import as its base (deltas)");
 
   cmd.optionsGroup('Housekeeping (on the staging host, never through the key):');
   cmd
     .option('--list', 'list the imports in the staging directory')
-    .option('--remove <id>', 'remove a staged copy or a dead partial import')
+    .option('--remove <id>', 'remove a staged copy, a dead partial import or a base')
+    .option('--block-map <name>', "write the block map of <name>'s base to stdout")
     .option('--from-staged <id>', 'write the outputs from a kept staged copy')
     .option('--setup-stager', 'as root: set this host up as a stager (see its --help)');
 
@@ -190,14 +196,15 @@ function chooseMode(
   o: CliOptions,
   file: string | undefined,
   outputs: OutputSpec[],
-): 'import' | 'list' | 'remove' | 'from-staged' {
-  const modes = (['list', 'remove', 'fromStaged'] as const).filter((k) => o[k] !== undefined);
-  const flag = { list: '--list', remove: '--remove', fromStaged: '--from-staged' };
+): 'import' | 'list' | 'remove' | 'from-staged' | 'block-map' {
+  const modes = (['list', 'remove', 'fromStaged', 'blockMap'] as const).filter((k) => o[k] !== undefined);
+  const flag = { list: '--list', remove: '--remove', fromStaged: '--from-staged', blockMap: '--block-map' };
   if (modes.length > 1) throw usage(`${flag[modes[0]!]} and ${flag[modes[1]!]} cannot be combined`);
   const mode = modes[0];
   if (mode === undefined) return 'import';
   if (file !== undefined) throw usage(`${flag[mode]} reads no OVA; refused "${file}"`);
   if (mode === 'fromStaged') return 'from-staged';
+  if (mode === 'blockMap') return 'block-map';
   if (outputs.length > 0) throw usage(`${flag[mode]} writes no outputs`);
   return mode;
 }
@@ -212,7 +219,11 @@ export async function main(argv: string[]): Promise<void> {
     const pinned = (attribute: string) => cmd.getOptionValueSource(attribute) === 'cli';
     const client: ClientRequest =
       process.env.SSH_ORIGINAL_COMMAND !== undefined
-        ? parseClientCommand(process.env.SSH_ORIGINAL_COMMAND, pinned)
+        ? parseClientCommand(
+            process.env.SSH_ORIGINAL_COMMAND,
+            pinned,
+            pinned('name') && o.name !== undefined ? checkInstanceName(o.name) : undefined,
+          )
         : {};
     if (client.version) {
       process.stdout.write(`p2v-import ${toolVersion()}\n`);
@@ -237,13 +248,24 @@ export async function main(argv: string[]): Promise<void> {
       ...(o.qcow2 ?? []).map((dir): OutputSpec => ({ kind: 'qcow2', dir: resolve(dir) })),
       ...(o.device ? [{ kind: 'device', path: o.device } as OutputSpec] : []),
     ];
-    const mode = chooseMode(o, file, outputs);
+    const mode = client.blockMap !== undefined ? 'block-map' : chooseMode(o, file, outputs);
     if (mode === 'list') {
       process.stdout.write(formatStagedList(await listStaged(staging)) + '\n');
+      const bases = await listBases(staging);
+      if (bases.length > 0) process.stdout.write('\n' + formatBaseList(bases) + '\n');
       return;
     }
     if (mode === 'remove') {
-      logger.info(`removed ${await removeStaged(staging, o.remove!)}`);
+      // A base's name, when there is such a base; anything else is an import id (removeStaged words the refusal).
+      const removed =
+        !isImportId(o.remove!) && (await hasBase(staging, o.remove!))
+          ? await removeBase(staging, o.remove!)
+          : await removeStaged(staging, o.remove!);
+      logger.info(`removed ${removed}`);
+      return;
+    }
+    if (mode === 'block-map') {
+      await writeBlockMapOut(staging, client.blockMap ?? checkInstanceName(o.blockMap!));
       return;
     }
 
@@ -293,6 +315,7 @@ export async function main(argv: string[]): Promise<void> {
         keepStaged: o.keepStaged,
         maxStaging,
         idleTimeoutMs,
+        keepBase: o.keepBase,
         outputs,
         ...ganeti,
         logger,

@@ -8,8 +8,9 @@
  * SSH_ORIGINAL_COMMAND and is only parsed for an allow-list that cannot move
  * anything: `--name NAME` (checked as a Ganeti instance name), `--verbose`,
  * `--quiet`, `--progress-fd 1` (JSON progress lines on the client's own
- * stdout, which an import leaves free; stderr is the text log) and
- * `--version`; a leading `p2v-import` word is accepted so
+ * stdout, which an import leaves free; stderr is the text log),
+ * `--version`, and `--block-map NAME` for the name the forced command pins
+ * with `--name` only (a base's map, docs/design-delta.md); a leading `p2v-import` word is accepted so
  * `ssh stager p2v-import --name web1` reads naturally.
  *
  * The admin's words are final: a client word may only add a setting the
@@ -31,9 +32,18 @@ export interface ClientRequest {
   /** Always 1: JSON progress lines on the client's stdout. */
   progressFd?: number;
   version?: boolean;
+  /** --block-map NAME: the base map of the machine the forced command pins with --name, and only that one. */
+  blockMap?: string;
 }
 
-export const CLIENT_OPTIONS = ['--name NAME', '--verbose', '--quiet', '--progress-fd 1', '--version'] as const;
+export const CLIENT_OPTIONS = [
+  '--name NAME',
+  '--verbose',
+  '--quiet',
+  '--progress-fd 1',
+  '--version',
+  '--block-map NAME',
+] as const;
 
 /** Staging-host housekeeping: never for a client of a (possibly shared) key. */
 const HOUSEKEEPING = ['--list', '--remove', '--from-staged', '--setup-stager'];
@@ -43,7 +53,7 @@ const HOUSEKEEPING = ['--list', '--remove', '--from-staged', '--setup-stager'];
  * attribute and spelling: `--progress` and `--progress-fd` are one setting
  * (where and how progress goes), so an admin's `--progress none` also pins it.
  */
-const PINNED_BY: Record<keyof Omit<ClientRequest, 'version'>, [attribute: string, flag: string][]> = {
+const PINNED_BY: Record<keyof Omit<ClientRequest, 'version' | 'blockMap'>, [attribute: string, flag: string][]> = {
   name: [['name', '--name']],
   verbose: [['verbose', '--verbose']],
   quiet: [['quiet', '--quiet']],
@@ -93,7 +103,11 @@ function parseClientFd(text: string, word: string): number {
  * Parse SSH_ORIGINAL_COMMAND (plain words separated by blanks, no shell
  * syntax) and refuse any option the forced command pinned.
  */
-export function parseClientCommand(original: string, pinned: PinnedOptions = () => false): ClientRequest {
+export function parseClientCommand(
+  original: string,
+  pinned: PinnedOptions = () => false,
+  pinnedName?: string,
+): ClientRequest {
   const words = original.split(/[ \t]+/).filter((w) => w.length > 0);
   const req: ClientRequest = {};
   /** The words that set each option, for the refusal message. */
@@ -123,6 +137,19 @@ export function parseClientCommand(original: string, pinned: PinnedOptions = () 
       const spelled = w === '--progress-fd' ? `--progress-fd ${v}` : w;
       req.progressFd = parseClientFd(v, spelled);
       said.set('progressFd', spelled);
+    } else if ((v = value(w, '--block-map')) !== undefined) {
+      // A map tells which blocks a machine holds: only the machine's own, the name the admin pinned for this key.
+      if (!pinnedName || checkInstanceName(v) !== pinnedName)
+        throw new P2vError(
+          'USAGE',
+          `through this SSH key --block-map gives only the pinned machine's map; refused "${clip(w === '--block-map' ? `--block-map ${v}` : w)}"`,
+          {
+            hint: pinnedName
+              ? `ask for --block-map ${pinnedName}`
+              : "the stager admin pins --name NAME in this key's forced command to allow it (docs/admin-guide.md)",
+          },
+        );
+      req.blockMap = v;
     } else if (HOUSEKEEPING.includes(w.split('=')[0]!)) {
       refuseHousekeeping(w);
     } else {

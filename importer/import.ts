@@ -12,6 +12,8 @@ import { fsErrorMeasured, isErrno, withSpaceFigures } from './fs-errors.js';
 import { withKeptHint, writeOutputsReporting } from './output-phases.js';
 import { closeOutputPlaces, openOutputPlaces } from './output-plan.js';
 import { receiveOva } from './receive.js';
+import { keepCompleteBase } from './base-keep.js';
+import { isWarmPass } from '../ovf/delta/index.js';
 import type { ImportRequest, ImportResult } from './types.js';
 import { P2vError } from '../lib/errors.js';
 
@@ -60,6 +62,13 @@ async function receiveAndWrite(
       place: path.startsWith(staging) ? staging : undefined,
     });
   });
+  if (isWarmPass(staged.machine)) {
+    // A warm pass (p2v-export --warm) is a base and nothing else: no outputs from an unfixed, running copy.
+    await keepCompleteBase(req.staging, staged, { move: true, logger: req.logger });
+    await area.remove();
+    req.logger.info(`warm pass of ${staged.instanceName} kept as its base; outputs come with the final pass`);
+    return { staged, written: [] };
+  }
   try {
     const written = await writeOutputsReporting(staged, req.outputs, {
       os: req.os,
@@ -69,7 +78,10 @@ async function receiveAndWrite(
       phases: req.phases,
       places,
     });
-    if (req.outputs.length === 0 || req.keepStaged) {
+    const keepStaged = req.outputs.length === 0 || req.keepStaged;
+    // The machine's base for the next delta: moved out of the staged copy when that goes next, else copied.
+    if (req.keepBase) await keepCompleteBase(req.staging, staged, { move: !keepStaged, logger: req.logger });
+    if (keepStaged) {
       area.keep();
       written.unshift(staged.dir);
     } else {

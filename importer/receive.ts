@@ -8,6 +8,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { P2vError } from '../lib/errors.js';
+import { onExit, type ExitHandle } from '../lib/exit-actions.js';
 import { PhaseReporter, type Progress } from '../lib/progress.js';
 import { parseDescriptor } from '../ovf/descriptor/index.js';
 import { readOva } from '../ovf/ova/index.js';
@@ -21,6 +22,11 @@ import { checkStagingQuota, clearDeadPartials } from './housekeeping.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, withIdleTimeout } from './idle-timeout.js';
 import { checkOutputLimits } from './limits.js';
 import { MACHINE_FILE, openStagingArea, type StagingArea } from './staging.js';
+import { keepInterruptedBase } from './base-keep.js';
+import { MapTap } from './base-map-tap.js';
+import { admitDelta, applyDeltaDisk, deltaOf } from './delta-apply.js';
+import type { Base } from './base.js';
+import { isWarmPass, type DeltaFormat } from '../ovf/delta/index.js';
 import type { ImportRequest, StagedDisk, StagedImport } from './types.js';
 
 export { MACHINE_FILE } from './staging.js';
@@ -84,9 +90,13 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
   // Ours is claimed (owner.ts) before this looks: it is never taken for a dead one.
   await clearDeadPartials(req.staging, req.logger);
   let deviceTouched = false;
+  let machine: MachineDescription | undefined;
+  let instanceName = '';
+  // A delta (docs/design-delta.md) names its base; it is checked against it at the first file, before any data.
+  let delta: DeltaFormat[] | undefined;
+  let base: Base | undefined;
+  let keepReceived: ExitHandle | undefined;
   try {
-    let machine: MachineDescription | undefined;
-    let instanceName = '';
     let spaceChecked = false;
     const staged = new Map<number, StagedDisk>();
 
@@ -103,12 +113,30 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
           checkOutputLimits(m, req.outputs);
           instanceName = chooseInstanceName(req.name, [m.ganeti?.name, m.name]);
           checkOutputsBeforeData(m, instanceName, req.outputs, { staging: resolve(req.staging) });
+          delta = deltaOf(m) as DeltaFormat[] | undefined;
+          if (isWarmPass(m) && !req.keepBase)
+            throw new P2vError(
+              'USAGE',
+              'this is a warm pass (p2v-export --warm): it is only kept as a base, and this stager keeps none',
+              {
+                hint: 'the stager admin adds --keep-base to p2v-import; or send the final pass from the live image',
+              },
+            );
           machine = m;
           return m;
         },
         onFile: async (file: OvfFile, content: AsyncIterable<Buffer>) => {
           // readOva calls parseDescriptor before any file.
           if (!machine) throw new Error('onFile before parseDescriptor');
+          if (delta && !base) base = await admitDelta(req.staging, machine, delta, instanceName);
+          // What a full import receives becomes the machine's base if it stops (an error, a signal): registered
+          // after the staging area, so it runs before the area is removed (docs/design-delta.md).
+          if (req.keepBase && !delta && !keepReceived && !req.disk0Target?.direct) {
+            const [m, name] = [machine, instanceName];
+            keepReceived = onExit(`keep what was received as the base of ${name}`, () =>
+              keepInterruptedBase(req.staging, name, m, area.dir, req.logger),
+            );
+          }
           if (!spaceChecked) {
             // A disk decoded straight onto the target device takes no staging space.
             const stagedDisks = req.disk0Target?.direct ? machine.disks.slice(1) : machine.disks;
@@ -128,20 +156,39 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
           const disk = machine.disks[index] as OvfDisk;
           req.logger.debug(`decoding disk ${index} (${disk.diskId}) from ${file.href}`);
           const progress = phases.meter(`receiving disk ${index}`, file.size);
-          staged.set(
-            index,
-            await stageDisk(counted(content, progress), {
-              dir: area.dir,
+          if (delta && base) {
+            staged.set(
               index,
-              disk,
-              file,
-              maxDiskSize: req.maxDiskSize,
-              admitCapacity: index === 0 ? (c) => checkFitsTarget(c, req.disk0Target) : undefined,
-              device: index === 0 && req.disk0Target?.direct ? req.disk0Target.path : undefined,
-              onDeviceWrite: () => void (deviceTouched = true),
-              logger: req.logger,
-            }),
-          );
+              await applyDeltaDisk(counted(content, progress), {
+                dir: area.dir,
+                index,
+                disk,
+                base,
+                format: delta[index]!,
+                logger: req.logger,
+              }),
+            );
+            progress.finish();
+            return;
+          }
+          const tap = req.keepBase && !req.disk0Target?.direct ? new MapTap(area.dir, index) : undefined;
+          const done = await stageDisk(counted(content, progress), {
+            dir: area.dir,
+            index,
+            disk,
+            file,
+            maxDiskSize: req.maxDiskSize,
+            admitCapacity: index === 0 ? (c) => checkFitsTarget(c, req.disk0Target) : undefined,
+            device: index === 0 && req.disk0Target?.direct ? req.disk0Target.path : undefined,
+            onDeviceWrite: () => void (deviceTouched = true),
+            logger: req.logger,
+            tap,
+          }).catch(async (e: unknown) => {
+            await tap?.abort();
+            throw e;
+          });
+          const mapDigest = await tap?.finish();
+          staged.set(index, mapDigest ? { ...done, mapDigest } : done);
           progress.finish();
         },
       }),
@@ -179,6 +226,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
       ) + '\n',
       { mode: 0o600 },
     );
+    keepReceived?.cancel();
     const dir = await area.commit();
     req.logger.debug(
       `import ${area.id} complete${result.manifestFound ? ' and verified against its manifest' : ' (no manifest to verify against)'}`,
@@ -193,6 +241,8 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
     };
     return { staged: stagedImport, area };
   } catch (e) {
+    // What a full import received so far becomes the machine's base, so sending again resumes.
+    await keepReceived?.run();
     await area.remove();
     if (deviceTouched && req.disk0Target && e instanceof P2vError) {
       throw new P2vError(e.code, e.message, {

@@ -22,7 +22,7 @@ import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { SECTOR_SIZE, type OvfDisk, type OvfFile } from '../ovf/types.js';
+import { SECTOR_SIZE, type DataChunk, type OvfDisk, type OvfFile } from '../ovf/types.js';
 import { readStreamOptimized, sniffDiskFormat } from '../ovf/vmdk/index.js';
 import { gunzip, isGzip, peekHead, type ByteSource } from './byte-stream.js';
 import { createDeviceSink, createRawFileSink, writeSparseFile } from './disk-sink.js';
@@ -44,6 +44,8 @@ export interface StageDiskOptions {
   device?: string;
   /** Called just before the device is first changed (zeroed), once every check has passed. */
   onDeviceWrite?: () => void;
+  /** Sees every decoded chunk of a streamOptimized disk after it is written (the base's block map: base-map-tap.ts). */
+  tap?: { start(capacity: number): Promise<void>; write(chunk: DataChunk): Promise<void> };
   logger: Logger;
 }
 
@@ -143,7 +145,11 @@ async function decodeStreamOptimized(
     sink = await createRawFileSink(target, capacity);
   }
   try {
-    for await (const chunk of vmdk.grains) await sink.write(chunk);
+    await opts.tap?.start(capacity);
+    for await (const chunk of vmdk.grains) {
+      await sink.write(chunk);
+      await opts.tap?.write(chunk);
+    }
     await sink.finish();
   } catch (e) {
     await sink.abort();

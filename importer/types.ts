@@ -60,6 +60,8 @@ export interface ImportRequest {
   maxStaging?: number;
   /** --idle-timeout in milliseconds without a byte on the input (0: none; unset: the 10-minute default). */
   idleTimeoutMs?: number;
+  /** --keep-base: keep the received disks as the machine's base for deltas and resumes (docs/design-delta.md). */
+  keepBase?: boolean;
 }
 
 /** One disk decoded into the staging dir as a sparse raw file. */
@@ -75,6 +77,8 @@ export interface StagedDisk {
   dataBytes: number;
   /** Decoded straight onto the target device (`path` is the device), not staged. */
   direct?: boolean;
+  /** Applied from a delta: its block map (`diskN.map` next to it) has this digest. */
+  mapDigest?: string;
 }
 
 /** A complete, verified import sitting in `<staging>/<id>/`. */

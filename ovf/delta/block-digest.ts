@@ -1,0 +1,133 @@
+/**
+ * A disk's blocks in order, from its data chunks (ascending, gaps are zeros).
+ * Runs of blocks no chunk touches come out as one ZERO run (never hashed, one
+ * object however long), every other block with its entry and, for a data
+ * block, its bytes (a buffer the caller may keep). Yielded in batches: a 2 GiB
+ * disk has 524 288 blocks of 4 KiB, and an await per block cost more than
+ * hashing the data.
+ */
+import type { DataChunk } from '../types.js';
+import { blockCount, blockLength, entryOf, type BlockEntry } from './format.js';
+
+/** `count` blocks from `index`: a ZERO run (entry null), or one block (count 1). */
+export interface DigestedBlock {
+  index: number;
+  count: number;
+  entry: BlockEntry;
+  /** The block's bytes when it holds data. */
+  data?: Buffer;
+}
+
+/**
+ * Chunks in ascending order go in, the blocks they complete come out (holes
+ * before them as one ZERO run). Used as an iterable (digestBlocks) or pushed
+ * (the importer's decode loop).
+ */
+export class BlockDigester {
+  private next = 0;
+  private cur: { index: number; buf: Buffer; filled: number } | null = null;
+  constructor(
+    private readonly capacity: number,
+    private readonly blockSize: number,
+  ) {}
+
+  private gapTo(b: number, out: DigestedBlock[]): void {
+    if (b > this.next) out.push({ index: this.next, count: b - this.next, entry: null });
+    this.next = b;
+  }
+
+  private emit(index: number, buf: Buffer, out: DigestedBlock[]): void {
+    const entry = entryOf(buf);
+    out.push(entry === null ? { index, count: 1, entry } : { index, count: 1, entry, data: buf });
+  }
+
+  push({ offset, data }: DataChunk, out: DigestedBlock[]): void {
+    if (offset + data.length > this.capacity)
+      throw new RangeError(`chunk at ${offset} runs past the capacity ${this.capacity}`);
+    const bs = this.blockSize;
+    for (let p = 0; p < data.length;) {
+      const at = offset + p;
+      const b = Math.floor(at / bs);
+      if (this.cur && this.cur.index !== b) this.close(out);
+      const len = blockLength(b, this.capacity, bs);
+      if (!this.cur) {
+        if (b < this.next) throw new RangeError(`chunk at ${offset} is out of order`);
+        this.gapTo(b, out);
+        // A whole block inside the chunk: no copy (chunks are fresh buffers the caller does not reuse).
+        if (at === b * bs && data.length - p >= len) {
+          this.emit(b, data.subarray(p, p + len), out);
+          this.next = b + 1;
+          p += len;
+          continue;
+        }
+        this.cur = { index: b, buf: Buffer.alloc(len), filled: 0 };
+        this.next = b + 1;
+      }
+      const inBlock = at - b * bs;
+      const n = Math.min(data.length - p, this.cur.buf.length - inBlock);
+      data.copy(this.cur.buf, inBlock, p, p + n);
+      p += n;
+    }
+  }
+
+  private close(out: DigestedBlock[]): void {
+    this.emit(this.cur!.index, this.cur!.buf, out);
+    this.cur = null;
+  }
+
+  /** The last blocks, up to the end of the disk. */
+  finish(out: DigestedBlock[]): void {
+    if (this.cur) this.close(out);
+    this.gapTo(blockCount(this.capacity, this.blockSize), out);
+  }
+}
+
+export async function* digestBlocks(
+  chunks: AsyncIterable<DataChunk>,
+  capacity: number,
+  blockSize: number,
+): AsyncGenerator<DigestedBlock[]> {
+  const d = new BlockDigester(capacity, blockSize);
+  for await (const c of chunks) {
+    const out: DigestedBlock[] = [];
+    d.push(c, out);
+    if (out.length) yield out;
+  }
+  const out: DigestedBlock[] = [];
+  d.finish(out);
+  if (out.length) yield out;
+}
+
+/**
+ * Entries of a disk read in batches (a block map, a map file), taken one at a
+ * time without an await per entry: `fill` when `has` says the batch is used up.
+ */
+export class EntryCursor {
+  private batch: BlockEntry[] = [];
+  private i = 0;
+  private ended = false;
+  constructor(private readonly it: AsyncIterator<BlockEntry[]>) {}
+  has(): boolean {
+    return this.i < this.batch.length;
+  }
+  /** Load the next batch; false at the end. */
+  async fill(): Promise<boolean> {
+    while (!this.has() && !this.ended) {
+      const r = await this.it.next();
+      if (r.done) this.ended = true;
+      else {
+        this.batch = r.value;
+        this.i = 0;
+      }
+    }
+    return this.has();
+  }
+  take(): BlockEntry {
+    return this.batch[this.i++]!;
+  }
+  /** The next entry, or undefined at the end. */
+  async next(): Promise<BlockEntry | undefined> {
+    if (!this.has() && !(await this.fill())) return undefined;
+    return this.take();
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The block map (docs/design-delta.md): what a stager's base holds, one entry
+ * per block, so an exporter can send only the blocks that differ. Layout:
+ *
+ *   "P2V-BLOCK-MAP 1\n"
+ *   one JSON line: { name, state, blockSize, disks: [{ index, capacity, digest }] }
+ *   then, disk after disk, one entry per block: 0x00 (all zeros) or 0x01 + SHA-256
+ *
+ * Written and read as a stream: a 500 GB disk's map (8 M blocks) is never held,
+ * only the entry being looked at. Each disk's entries are checked against
+ * the digest its header states as they are read; a map whose entries do not
+ * give that digest is refused at that disk's end.
+ */
+import { P2vError } from '../../lib/errors.js';
+import { ByteReader } from './byte-reader.js';
+import {
+  blockCount,
+  checkBlockSize,
+  DIGEST_BYTES,
+  DiskDigest,
+  ENTRY_DATA,
+  ENTRY_ZERO,
+  type BlockEntry,
+} from './format.js';
+
+export const BLOCK_MAP_MAGIC = 'P2V-BLOCK-MAP 1';
+const MAX_HEADER = 64 * 1024;
+const HINT_MAP = 'fetch the map again with p2v-import --block-map NAME on the stager';
+
+export interface BlockMapDisk {
+  index: number;
+  capacity: number;
+  /** The disk's digest (hex): DiskDigest over its entries. */
+  digest: string;
+}
+
+export interface BlockMapHeader {
+  /** The machine the base belongs to. */
+  name: string;
+  /** 'complete': the last import finished; 'interrupted': it stopped part way (received blocks only). */
+  state: 'complete' | 'interrupted';
+  blockSize: number;
+  disks: BlockMapDisk[];
+}
+
+/** The map's bytes: the header, then each disk's encoded entries as `entryBytes` gives them, in disk order. */
+export async function* writeBlockMap(
+  header: BlockMapHeader,
+  entryBytes: (disk: number) => AsyncIterable<Buffer>,
+): AsyncGenerator<Buffer> {
+  yield Buffer.from(`${BLOCK_MAP_MAGIC}\n${JSON.stringify(header)}\n`);
+  for (const d of header.disks) yield* entryBytes(d.index);
+}
+
+/**
+ * Parse encoded entries from the front of `buf`, at most `max`: returns the
+ * entries and the bytes they took (an entry cut at the end of `buf` is left).
+ * Throws `bad` on an unknown tag.
+ */
+export function parseEntries(buf: Buffer, max: number, bad: (tag: number) => Error): [BlockEntry[], number] {
+  const out: BlockEntry[] = [];
+  let p = 0;
+  while (out.length < max && p < buf.length) {
+    const tag = buf[p]!;
+    if (tag === ENTRY_ZERO) {
+      out.push(null);
+      p++;
+    } else if (tag === ENTRY_DATA) {
+      if (p + 1 + DIGEST_BYTES > buf.length) break;
+      out.push(Buffer.from(buf.subarray(p + 1, p + 1 + DIGEST_BYTES)));
+      p += 1 + DIGEST_BYTES;
+    } else throw bad(tag);
+  }
+  return [out, p];
+}
+
+function badMap(message: string): P2vError {
+  return new P2vError('BAD_OVA', `block map: ${message}`, { hint: HINT_MAP });
+}
+
+function checkHeader(h: unknown): BlockMapHeader {
+  const o = h as Partial<BlockMapHeader> | null;
+  if (!o || typeof o !== 'object' || typeof o.name !== 'string' || !Array.isArray(o.disks))
+    throw badMap('the header is not a block map header');
+  if (o.state !== 'complete' && o.state !== 'interrupted') throw badMap('the header has no state');
+  checkBlockSize(Number(o.blockSize), 'block map');
+  o.disks.forEach((d, i) => {
+    if (
+      !d ||
+      d.index !== i ||
+      !Number.isSafeInteger(d.capacity) ||
+      d.capacity <= 0 ||
+      typeof d.digest !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(d.digest)
+    )
+      throw badMap(`disk ${i} in the header is malformed`);
+  });
+  return o as BlockMapHeader;
+}
+
+export interface BlockMapReader {
+  header: BlockMapHeader;
+  /**
+   * Disk `index`'s entries in block order, in batches; disks must be read in
+   * order, each to its end (where its digest is checked).
+   */
+  entries(index: number): AsyncGenerator<BlockEntry[]>;
+  /** Refuse trailing bytes after the last disk. */
+  end(): Promise<void>;
+}
+
+export async function readBlockMap(source: AsyncIterable<Buffer>, what = 'the block map'): Promise<BlockMapReader> {
+  const r = new ByteReader(source, what);
+  const magic = await r.line(64).catch((e: unknown) => {
+    if (e instanceof P2vError && e.code === 'TRUNCATED') throw e;
+    return '';
+  });
+  if (magic !== BLOCK_MAP_MAGIC)
+    throw new P2vError('BAD_OVA', `${what} is not a p2v block map`, {
+      hint: 'give --base-map the output of p2v-import --block-map NAME',
+    });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await r.line(MAX_HEADER));
+  } catch (e) {
+    if (e instanceof P2vError) throw e;
+    throw badMap('the header is not JSON');
+  }
+  const header = checkHeader(parsed);
+  let nextDisk = 0;
+  return {
+    header,
+    async *entries(index: number): AsyncGenerator<BlockEntry[]> {
+      if (index !== nextDisk) throw new Error(`block map disks are read in order (asked ${index}, next ${nextDisk})`);
+      const d = header.disks[index]!;
+      const digest = new DiskDigest(header.blockSize, d.capacity);
+      let left = blockCount(d.capacity, header.blockSize);
+      while (left > 0) {
+        const buf = await r.peek(1 + DIGEST_BYTES);
+        const [batch, used] = parseEntries(buf, left, (tag) =>
+          badMap(`disk ${index}: unknown entry type ${tag} (damaged map)`),
+        );
+        if (used === 0)
+          throw new P2vError('TRUNCATED', `${what} ends early (disk ${index}, ${left} blocks short)`, {
+            hint: HINT_MAP,
+          });
+        digest.addBytes(buf.subarray(0, used));
+        r.consume(used);
+        left -= batch.length;
+        yield batch;
+      }
+      if (digest.hex() !== d.digest) throw badMap(`disk ${index}'s entries do not match its digest (damaged map)`);
+      nextDisk++;
+    },
+    async end() {
+      if (!(await r.atEnd())) throw badMap('bytes follow the last disk');
+    },
+  };
+}
+
+/** Read a whole map once, checking every digest (a map file is checked before it is used). */
+export async function verifyBlockMap(source: AsyncIterable<Buffer>, what?: string): Promise<BlockMapHeader> {
+  const m = await readBlockMap(source, what);
+  for (const d of m.header.disks) for await (const _ of m.entries(d.index)) void _;
+  await m.end();
+  return m.header;
+}

@@ -1,0 +1,279 @@
+/**
+ * One disk of a delta (docs/design-delta.md): the blocks that differ from
+ * the base, as records in ascending block order.
+ *
+ *   "P2V-DELTA 1\n"
+ *   one JSON line: { index, capacity, blockSize, base, baseDigest }
+ *   records:
+ *     0x01 DATA  u64 block, u32 length, zlib-deflated block bytes
+ *     0x02 ZERO  u64 first block, u64 count      (blocks that read as zeros now)
+ *     0xFF END   u64 data blocks, u64 zero blocks, 32 bytes: the result's disk digest
+ *
+ * Blocks not named keep the base's bytes. The END record's digest is the
+ * whole-disk digest (format.ts DiskDigest) of the disk after applying; the
+ * importer recomputes it from the base map and the records and refuses a
+ * mismatch, so a lost, reordered or corrupted record is caught even where
+ * the OVA manifest would not be (it is checked as well).
+ */
+import { promisify } from 'node:util';
+import { deflate as deflateCb, inflateSync } from 'node:zlib';
+import { P2vError } from '../../lib/errors.js';
+import { mapOrdered } from '../vmdk/index.js';
+import { ByteReader } from './byte-reader.js';
+import { EntryCursor, type DigestedBlock } from './block-digest.js';
+import {
+  blockCount,
+  blockLength,
+  checkBlockSize,
+  DIGEST_BYTES,
+  DiskDigest,
+  sameEntry,
+  type BlockEntry,
+} from './format.js';
+
+const deflate = promisify(deflateCb);
+
+export const DELTA_MAGIC = 'P2V-DELTA 1';
+const REC_DATA = 0x01;
+const REC_ZERO = 0x02;
+const REC_END = 0xff;
+const HINT_DELTA = 'the delta was damaged or cut short in transit; the base is untouched: send it again';
+
+export interface DeltaHeader {
+  index: number;
+  capacity: number;
+  blockSize: number;
+  /** The machine name of the base. */
+  base: string;
+  /** The base disk's digest (hex). */
+  baseDigest: string;
+}
+
+export interface DeltaStats {
+  /** Blocks sent with their data. */
+  dataBlocks: number;
+  /** Blocks sent as zeros. */
+  zeroBlocks: number;
+  /** Blocks that hold data in the new disk (whatever was sent). */
+  newDataBlocks: number;
+  /** The result's disk digest (hex), set once the member is written. */
+  resultDigest?: string;
+}
+
+type Decision = { kind: 'data'; index: number; data: Buffer } | { kind: 'zero'; index: number };
+
+/**
+ * The member's bytes. `blocks` are the new disk's blocks (digestBlocks), `base`
+ * the base map's entries for the same disk; both in block order, both
+ * consumed to their end. Deflation runs `window` blocks at a time.
+ */
+export function writeDeltaMember(
+  header: DeltaHeader,
+  blocks: AsyncIterable<DigestedBlock[]>,
+  base: AsyncIterable<BlockEntry[]>,
+  opts: { level?: number; window?: number } = {},
+): { bytes: AsyncIterable<Buffer>; stats: DeltaStats } {
+  const stats: DeltaStats = { dataBlocks: 0, zeroBlocks: 0, newDataBlocks: 0 };
+  const result = new DiskDigest(header.blockSize, header.capacity);
+  async function* decisions(): AsyncGenerator<Decision> {
+    const cur = new EntryCursor(base[Symbol.asyncIterator]());
+    const fewer = () => new P2vError('BAD_OVA', 'block map: fewer blocks than the disk', { hint: HINT_DELTA });
+    for await (const batch of blocks) {
+      const out: Decision[] = [];
+      for (const b of batch) {
+        if (b.entry === null) result.addZeros(b.count);
+        else {
+          result.add(b.entry);
+          stats.newDataBlocks++;
+        }
+        for (let k = 0; k < b.count; k++) {
+          if (!cur.has() && !(await cur.fill())) throw fewer();
+          const was = cur.take();
+          if (sameEntry(b.entry, was)) continue;
+          if (b.entry === null) out.push({ kind: 'zero', index: b.index + k });
+          else out.push({ kind: 'data', index: b.index, data: b.data! });
+        }
+      }
+      yield* out;
+    }
+    if (await cur.fill()) throw new P2vError('BAD_OVA', 'block map: more blocks than the disk', { hint: HINT_DELTA });
+  }
+  const level = opts.level ?? 1;
+  const packed = mapOrdered(
+    decisions(),
+    async (d) => (d.kind === 'data' ? { ...d, data: await deflate(d.data, { level }) } : d),
+    opts.window ?? 16,
+  );
+  async function* bytes(): AsyncGenerator<Buffer> {
+    yield Buffer.from(`${DELTA_MAGIC}\n${JSON.stringify(header)}\n`);
+    let run: { first: number; count: number } | null = null;
+    const zeroRecord = (z: { first: number; count: number }) => {
+      const b = Buffer.alloc(17);
+      b[0] = REC_ZERO;
+      b.writeBigUInt64BE(BigInt(z.first), 1);
+      b.writeBigUInt64BE(BigInt(z.count), 9);
+      stats.zeroBlocks += z.count;
+      return b;
+    };
+    for await (const d of packed) {
+      if (d.kind === 'zero') {
+        if (run && run.first + run.count === d.index) run.count++;
+        else {
+          if (run) yield zeroRecord(run);
+          run = { first: d.index, count: 1 };
+        }
+        continue;
+      }
+      if (run) {
+        yield zeroRecord(run);
+        run = null;
+      }
+      const head = Buffer.alloc(13);
+      head[0] = REC_DATA;
+      head.writeBigUInt64BE(BigInt(d.index), 1);
+      head.writeUInt32BE(d.data.length, 9);
+      stats.dataBlocks++;
+      yield Buffer.concat([head, d.data]);
+    }
+    if (run) yield zeroRecord(run);
+    const end = Buffer.alloc(17 + DIGEST_BYTES);
+    end[0] = REC_END;
+    end.writeBigUInt64BE(BigInt(stats.dataBlocks), 1);
+    end.writeBigUInt64BE(BigInt(stats.zeroBlocks), 9);
+    stats.resultDigest = result.hex();
+    Buffer.from(stats.resultDigest, 'hex').copy(end, 17);
+    yield end;
+  }
+  return { bytes: bytes(), stats };
+}
+
+export type DeltaRecord =
+  { kind: 'data'; index: number; data: Buffer } | { kind: 'zero'; first: number; count: number };
+
+export interface DeltaMemberReader {
+  header: DeltaHeader;
+  /** The records in order, each checked (ascending, in range, inflating to exactly its block). */
+  records(): AsyncGenerator<DeltaRecord>;
+  /** After `records` ended: the result's digest the END record states. */
+  readonly resultDigest: string;
+}
+
+function bad(what: string, message: string): P2vError {
+  return new P2vError('BAD_OVA', `${what}: ${message}`, { hint: HINT_DELTA });
+}
+
+export async function readDeltaMember(source: AsyncIterable<Buffer>, what: string): Promise<DeltaMemberReader> {
+  const r = new ByteReader(source, what);
+  if ((await r.line(64)) !== DELTA_MAGIC) throw bad(what, 'not a p2v delta disk');
+  let h: DeltaHeader;
+  try {
+    h = JSON.parse(await r.line(4096)) as DeltaHeader;
+  } catch {
+    throw bad(what, 'its header is not JSON');
+  }
+  if (
+    !Number.isSafeInteger(h.index) ||
+    !Number.isSafeInteger(h.capacity) ||
+    h.capacity <= 0 ||
+    typeof h.base !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(String(h.baseDigest))
+  )
+    throw bad(what, 'its header is malformed');
+  checkBlockSize(h.blockSize, what);
+  const count = blockCount(h.capacity, h.blockSize);
+  let resultDigest = '';
+  return {
+    header: h,
+    get resultDigest() {
+      return resultDigest;
+    },
+    async *records(): AsyncGenerator<DeltaRecord> {
+      let next = 0;
+      let data = 0;
+      let zero = 0;
+      for (;;) {
+        const tag = (await r.read(1))[0];
+        if (tag === REC_END) {
+          const end = await r.read(16 + DIGEST_BYTES);
+          if (Number(end.readBigUInt64BE(0)) !== data || Number(end.readBigUInt64BE(8)) !== zero)
+            throw bad(what, 'its record counts do not match (records lost)');
+          resultDigest = end.subarray(16).toString('hex');
+          if (!(await r.atEnd())) throw bad(what, 'bytes follow its end record');
+          return;
+        }
+        if (tag === REC_DATA) {
+          const head = await r.read(12);
+          const index = Number(head.readBigUInt64BE(0));
+          const length = head.readUInt32BE(8);
+          if (index < next || index >= count) throw bad(what, `block ${index} is out of order or past the disk`);
+          if (length > h.blockSize + 1024) throw bad(what, `block ${index} is larger than a block`);
+          const expected = blockLength(index, h.capacity, h.blockSize);
+          const packed = await r.read(length);
+          let block: Buffer;
+          try {
+            block = inflateSync(packed, { maxOutputLength: expected });
+          } catch {
+            throw bad(what, `block ${index} does not inflate (corrupted)`);
+          }
+          if (block.length !== expected)
+            throw bad(what, `block ${index} inflates to ${block.length} bytes, not ${expected}`);
+          next = index + 1;
+          data++;
+          yield { kind: 'data', index, data: block };
+        } else if (tag === REC_ZERO) {
+          const body = await r.read(16);
+          const first = Number(body.readBigUInt64BE(0));
+          const n = Number(body.readBigUInt64BE(8));
+          if (first < next || n <= 0 || first + n > count)
+            throw bad(what, `zero run at block ${first} is out of order or past the disk`);
+          next = first + n;
+          zero += n;
+          yield { kind: 'zero', first, count: n };
+        } else throw bad(what, `unknown record type ${tag}`);
+      }
+    },
+  };
+}
+
+/**
+ * The result's entries, block by block: the base's where no record names the
+ * block, the record's otherwise. `onEntry` sees each in order (to write the
+ * new map; it must not keep the call waiting: `flush` is awaited between
+ * records); the returned digest is the result's disk digest.
+ */
+export class ResultEntries {
+  private readonly digest: DiskDigest;
+  private readonly cur: EntryCursor;
+  private next = 0;
+  constructor(
+    base: AsyncIterable<BlockEntry[]>,
+    private readonly header: DeltaHeader,
+    private readonly onEntry: (e: BlockEntry) => void,
+    private readonly flush: () => Promise<void> = async () => undefined,
+  ) {
+    this.digest = new DiskDigest(header.blockSize, header.capacity);
+    this.cur = new EntryCursor(base[Symbol.asyncIterator]());
+  }
+  /** Entries up to `end` (exclusive), the base's except `e` at `at`. */
+  private async run(end: number, at: number, e: BlockEntry): Promise<void> {
+    while (this.next < end) {
+      if (!this.cur.has() && !(await this.cur.fill()))
+        throw new P2vError('BAD_OVA', 'the base map has fewer blocks than the disk', { hint: HINT_DELTA });
+      const was = this.cur.take();
+      const entry = this.next === at ? e : was;
+      this.digest.add(entry);
+      this.onEntry(entry);
+      this.next++;
+      if ((this.next & 0xffff) === 0) await this.flush();
+    }
+    await this.flush();
+  }
+  /** Base entries up to (not including) `index`, then `e` for it. */
+  async set(index: number, e: BlockEntry): Promise<void> {
+    await this.run(index + 1, index, e);
+  }
+  async finish(): Promise<string> {
+    await this.run(blockCount(this.header.capacity, this.header.blockSize), -1, null);
+    return this.digest.hex();
+  }
+}

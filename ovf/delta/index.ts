@@ -1,0 +1,5 @@
+export * from './format.js';
+export { ByteReader } from './byte-reader.js';
+export { BlockDigester, digestBlocks, EntryCursor, type DigestedBlock } from './block-digest.js';
+export * from './block-map.js';
+export * from './delta-member.js';
