@@ -47,6 +47,7 @@ import type { DeviceMapping } from '../guest/device-names.js';
 import { planFixups, applyFixups, renderDryRun } from '../fixups/index.js';
 import type { FixupOptions, PlannedFixup } from '../fixups/types.js';
 import type { ExportOutput } from './outputs/types.js';
+import { checkFitsTarget, sourceDiskBytes } from './outputs/direct.js';
 import { streamOva, type StreamedDisk } from './ova-stream.js';
 import { streamOvaDelta, type BaseMapChoice } from './delta/index.js';
 
@@ -148,6 +149,8 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
   try {
     // The output next: an existing file, a wrong key or host key must fail before minutes of work, not after.
     if (output) await (output.setupPhase ? timed(output.setupPhase, () => output.setup()) : output.setup());
+    // A target that said how big its disk is (--direct) refuses a machine that does not fit, before any work.
+    if (output?.targetDiskSize !== undefined) checkFitsTarget(output, await sourceDiskBytes(opts.disks[0]!));
     return await convertAndSend(opts, output, { log, print, steps, phases, timed });
   } catch (e) {
     await output?.abort();

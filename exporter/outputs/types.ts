@@ -20,6 +20,12 @@ export interface ExportOutput {
   /** The progress phase `setup` is reported as, when it may take a while or fail on the far end. */
   readonly setupPhase?: 'connect';
   /**
+   * Bytes of the disk the machine is written onto, when the output learns it
+   * in `setup` (the direct target's own disk); undefined otherwise. Disk 0
+   * must fit (direct.ts checkFitsTarget).
+   */
+  targetDiskSize?: number;
+  /**
    * Before any work: take everything that may be refused (create FILE.partial,
    * connect and check the host key, start the receiver), registered with the
    * exit-action registry so a failure or a signal releases it.

@@ -14,12 +14,13 @@
  *      `directvm login:` on the serial console.
  *
  * The receiver needs Node.js 20 (bookworm ships 18): the host's own node
- * binary (Debian 12, same glibc) goes into the bootstrap image with the built
- * dist/ and only the production node_modules, on a private copy of the cached
- * image. The cache is never written.
+ * binary (Debian 12, same glibc) goes into the bootstrap image with the
+ * receiver bundle (`p2v-ramboot receiver`), on a private copy of the cached
+ * image. The cache is never written. The same path under Ganeti itself, with
+ * p2v-target installing everything, is ganeti-direct.slow.test.ts.
  */
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRamInitrd } from '../../ramboot/build.js';
@@ -55,43 +56,18 @@ async function duMiB(path: string): Promise<number> {
 }
 
 /**
- * The receiver as p2v-target's `receiver_dir` installs it: node, package.json,
- * bin/p2v-import.js, dist/ and the production dependencies (`npm ls
- * --omit=dev`: 19 MiB instead of the 106 MiB of a dev tree), with
- * /usr/local/bin/p2v-import as the entry point.
+ * The receiver as p2v-target installs it: the bundle of `p2v-ramboot
+ * receiver` (package.json, bin/p2v-import.js, dist/ and only the production
+ * dependencies) in /opt/ganeti-p2v, with /usr/local/bin/p2v-import as the
+ * entry point. This bookworm image has Node 18, so the host's node (Debian
+ * 12, same glibc) comes along; p2v-target itself installs trixie's nodejs.
  */
 async function installReceiver(root: string): Promise<void> {
   const opt = join(root, 'opt/ganeti-p2v');
-  await mkdir(join(opt, 'bin'), { recursive: true });
+  // global-setup swaps dist/ under this lock: never bundle a half-replaced tree.
+  await execa('flock', [join(ROOT, 'dist.lock'), ...cliArgv('p2v-ramboot'), 'receiver', '-q', '-o', opt]);
   await cp(process.execPath, join(opt, 'node'));
   await chmod(join(opt, 'node'), 0o755);
-  await cp(join(ROOT, 'package.json'), join(opt, 'package.json'));
-  await cp(join(ROOT, 'bin/p2v-import.js'), join(opt, 'bin/p2v-import.js'));
-  // global-setup swaps dist/ under this lock: never copy a half-replaced tree.
-  await execa('flock', [join(ROOT, 'dist.lock'), 'cp', '-a', join(ROOT, 'dist'), join(opt, 'dist')]);
-  const ls = await execa('npm', ['ls', '--omit=dev', '--parseable', '--all'], { cwd: ROOT, reject: false });
-  const deps = [
-    ...new Set(
-      String(ls.stdout)
-        .split('\n')
-        .map((p) => relative(ROOT, p.trim()))
-        .filter((p) => p.startsWith('node_modules/')),
-    ),
-  ].sort();
-  expect(deps.length, `npm ls --omit=dev found no dependencies:\n${ls.stderr}`).toBeGreaterThan(0);
-  for (const d of deps) {
-    const dest = join(opt, d);
-    // A nested dependency comes along with its parent's folder.
-    if (
-      await stat(dest).then(
-        () => true,
-        () => false,
-      )
-    )
-      continue;
-    await mkdir(join(dest, '..'), { recursive: true });
-    await cp(join(ROOT, d), dest, { recursive: true, verbatimSymlinks: true });
-  }
   const wrapper = join(root, 'usr/local/bin/p2v-import');
   await mkdir(join(wrapper, '..'), { recursive: true });
   await writeFile(wrapper, '#!/bin/sh\nexec /opt/ganeti-p2v/node /opt/ganeti-p2v/bin/p2v-import.js "$@"\n');

@@ -116,6 +116,66 @@ describe('p2v-export --direct', () => {
     expect((await readFile(target)).equals(junk)).toBe(true);
   });
 
+  it("a key the target does not hold is refused before any work, with the direct path's own message", async () => {
+    const sample = await buildSampleDisk({ path: join(dir, 'src-key.img'), sizeMiB: 96, fillerMiB: 1 });
+    const wrong = join(dir, 'wrong_key');
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', wrong]);
+    const [node, exp] = cliArgv('p2v-export');
+    const r = await execa(
+      node!,
+      [
+        exp!,
+        ...exportArgs(sample.path),
+        '--direct',
+        `root@127.0.0.1:${sshd.port}`,
+        '--key',
+        wrong,
+        '--known-hosts',
+        sshd.knownHosts,
+      ],
+      { reject: false, stdin: 'ignore' },
+    );
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      `p2v-export: the target root@127.0.0.1 refused the key ${wrong}: its public half is not in root's authorized_keys there`,
+    );
+    expect(r.stderr).toMatch(/hint: use the key whose \.pub the instance's authorized_key_url serves/);
+    expect(r.stderr).not.toMatch(/overlay…/);
+  });
+
+  it('learns the size of the target disk and refuses a machine that does not fit, before any work', async () => {
+    const sample = await buildSampleDisk({ path: join(dir, 'src-big.img'), sizeMiB: 96, fillerMiB: 1 });
+    const small = join(dir, 'small-target');
+    await execa('truncate', ['-s', '64M', small]);
+    const loop = (await execa('losetup', ['--find', '--show', small])).stdout.trim();
+    try {
+      const [node, exp] = cliArgv('p2v-export');
+      const r = await execa(
+        node!,
+        [
+          exp!,
+          ...exportArgs(sample.path),
+          '--direct',
+          `root@127.0.0.1:${sshd.port}`,
+          '--key',
+          sshd.clientKey,
+          '--known-hosts',
+          sshd.knownHosts,
+          '--target-device',
+          loop,
+        ],
+        { reject: false, stdin: 'ignore' },
+      );
+      expect(r.exitCode).toBe(3);
+      expect(r.stderr).toContain(
+        `p2v-export: disk 0 (96.0 MiB, ${96 * 1048576} bytes) does not fit the target's disk on root@127.0.0.1 (64.0 MiB, ${64 * 1048576} bytes)`,
+      );
+      expect(r.stderr).not.toMatch(/overlay…/);
+    } finally {
+      await execa('losetup', ['-d', loop]);
+    }
+  });
+
   it('refuses a second disk', async () => {
     const [node, exp] = cliArgv('p2v-export');
     const r = await execa(node!, [exp!, '--disk', 'a', '--disk', 'b', '--direct', 'root@127.0.0.1'], {

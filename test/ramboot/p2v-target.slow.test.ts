@@ -1,8 +1,9 @@
 /**
  * The p2v-target OS definition for real: run its `create` as Ganeti does (OS
- * API 20 environment, disk 0 a file) with our test key as authorized_key,
- * then start the disk the way the direct path does (node's kernel + the
- * ramboot initrd, root=UUID from create) and log in with the key.
+ * API 20 environment, disk 0 a file) with our test key as authorized_key and
+ * the receiver bundle of `p2v-ramboot receiver`, then start the disk the way
+ * the direct path does (node's kernel + the ramboot initrd, root=UUID from
+ * create), log in with the key and run the receiver on Debian's node.
  */
 import { execa } from 'execa';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildRamInitrd } from '../../ramboot/build.js';
+import { bundleReceiver } from '../../ramboot/receiver.js';
 import { bootRamTarget, type RamTarget } from '../helpers/ram-target.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 
@@ -40,6 +42,8 @@ describe('p2v-target create + ramboot', () => {
     const pub = (await readFile(key + '.pub', 'utf8')).trim();
     const disk = join(dir, 'disk0');
     await execa('truncate', ['-s', '2G', disk]);
+    const receiver = join(dir, 'receiver');
+    await bundleReceiver({ output: receiver });
 
     const t0 = Date.now();
     const create = await execa(CREATE, [], {
@@ -55,12 +59,16 @@ describe('p2v-target create + ramboot', () => {
         DISK_0_PATH: disk,
         DISK_0_SIZE: '2048',
         OSP_AUTHORIZED_KEY: pub,
+        OSP_RECEIVER_DIR: receiver,
         ...(process.env.P2V_DEBIAN_MIRROR ? { OSP_MIRROR: process.env.P2V_DEBIAN_MIRROR } : {}),
       },
     });
     console.log(`p2v-target create: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     expect(create.stderr.split('\n').slice(-3).join('\n')).toContain('p2v-target create: done');
     expect(create.exitCode).toBe(0);
+    expect(create.stderr).toMatch(/p2v-target create: receiver: p2v-import \S+ on Node\.js v(2\d|[3-9]\d)\./);
+    const hostKey = /p2v-target create: SSH host key (SHA256:\S+) \(ED25519\)/.exec(create.stderr)?.[1];
+    expect(hostKey).toBeTruthy();
     const uuid = /root filesystem UUID ([0-9a-f-]{36})/.exec(create.stderr)?.[1];
     expect(uuid).toBeTruthy();
     // create leaves no loop device or mount behind.
@@ -75,9 +83,10 @@ describe('p2v-target create + ramboot', () => {
       rootUuid: uuid!,
       sshKey: key,
       workDir: dir,
-      memoryMiB: 1024,
+      memoryMiB: 1536,
     });
-    console.log((await readFile(target.serialLog, 'utf8')).match(/p2v-ramboot: copying .*/)?.[0]);
+    const consoleText = await readFile(target.serialLog, 'utf8');
+    console.log(consoleText.match(/p2v-ramboot: copying .*/)?.[0]);
     expect(await target.ssh('findmnt -n -o FSTYPE /')).toBe('tmpfs');
     expect(await target.ssh('hostname')).toBe('target1');
     expect(await target.ssh('systemctl is-active p2v-target-authorized-key.service')).toBe('active');
@@ -85,6 +94,11 @@ describe('p2v-target create + ramboot', () => {
     expect(await target.ssh('passwd -S root | cut -d" " -f2')).toBe('L');
     expect(await target.ssh('sshd -T | grep -i "^passwordauthentication"')).toBe('passwordauthentication no');
     expect(await target.ssh('findmnt -rn -o SOURCE | grep -c "^/dev/vda" || true')).toBe('0');
+    expect(await target.ssh('p2v-import --version')).toMatch(/^p2v-import /);
+    expect(await target.ssh('systemctl is-active p2v-target-console.service')).toBe('active');
+    expect(await target.ssh('journalctl -b -o cat -u p2v-target-console.service')).toContain(
+      `p2v-target: SSH host key ${hostKey} (ED25519)`,
+    );
     await target.poweroff();
     target = undefined;
   });

@@ -41,11 +41,30 @@ describe('p2v-target OS definition', () => {
       .trim()
       .split('\n')
       .map((l) => l.split(' ')[0]);
-    expect(params).toEqual(['authorized_key', 'authorized_key_url', 'suite', 'mirror', 'receiver_dir']);
-    for (const s of [...SCRIPTS, 'common.sh', 'files/p2v-target-authorized-key']) {
+    expect(params).toEqual([
+      'authorized_key',
+      'authorized_key_url',
+      'suite',
+      'mirror',
+      'receiver_dir',
+      'address',
+      'gateway',
+    ]);
+    for (const s of [
+      ...SCRIPTS,
+      'common.sh',
+      'files/p2v-target-authorized-key',
+      'files/p2v-target-console',
+      'files/p2v-target-network',
+    ]) {
       expect((await execa('dash', ['-n', join(OS_DIR, s)], { reject: false })).exitCode, s).toBe(0);
     }
-    for (const s of [...SCRIPTS, 'files/p2v-target-authorized-key'])
+    for (const s of [
+      ...SCRIPTS,
+      'files/p2v-target-authorized-key',
+      'files/p2v-target-console',
+      'files/p2v-target-network',
+    ])
       expect((await stat(join(OS_DIR, s))).mode & 0o111, s).toBe(0o111);
   });
 
@@ -62,6 +81,8 @@ describe('p2v-target OS definition', () => {
             OSP_AUTHORIZED_KEY_URL: 'https://keys.example.org/p2v.pub',
             OSP_SUITE: 'trixie',
             OSP_RECEIVER_DIR: '/usr/lib/ganeti-p2v',
+            OSP_ADDRESS: '198.51.100.10/24',
+            OSP_GATEWAY: '198.51.100.1',
           },
           ['parameters'],
         )
@@ -92,6 +113,16 @@ describe('p2v-target OS definition', () => {
       "mirror 'deb.debian.org' is not an http(s) or file:/// URL",
     ],
     [{ OSP_AUTHORIZED_KEY: KEY, OSP_RECEIVER_DIR: 'ganeti-p2v' }, "receiver_dir 'ganeti-p2v' is not an absolute path"],
+    [
+      { OSP_AUTHORIZED_KEY: KEY, OSP_ADDRESS: '198.51.100.10' },
+      "address '198.51.100.10' is not an IP address with its prefix",
+    ],
+    [{ OSP_AUTHORIZED_KEY: KEY, OSP_ADDRESS: 'x/24' }, "address 'x/24' is not an IP address with its prefix"],
+    [{ OSP_AUTHORIZED_KEY: KEY, OSP_GATEWAY: '198.51.100.1' }, 'gateway is set without address'],
+    [
+      { OSP_AUTHORIZED_KEY: KEY, OSP_ADDRESS: '198.51.100.10/24', OSP_GATEWAY: 'router' },
+      "gateway 'router' is not an IP address",
+    ],
     [{ OSP_AUTHORIZED_KEY: KEY, OS_API_VERSION: '15' }, "OS API version '15' is not supported"],
     [{ OSP_AUTHORIZED_KEY: KEY, OS_VARIANT: 'jessie' }, "unknown variant 'jessie'"],
   ] as [Record<string, string>, string][])('verify refuses %o', async (env, message) => {
@@ -118,19 +149,35 @@ describe('p2v-target OS definition', () => {
     expect(r.stderr).toContain('renamed from old to new');
   });
 
-  it('create refuses a missing key or a small disk before touching the disk', async () => {
+  it('create refuses a missing key, a missing receiver or a small disk before touching the disk', async () => {
     await withTmpDir('p2v-target', async (dir) => {
+      // A receiver bundle as `p2v-ramboot receiver` lays it out (create only looks for these two).
+      const receiver = join(dir, 'receiver');
+      await mkdir(join(receiver, 'bin'), { recursive: true });
+      await mkdir(join(receiver, 'dist'));
+      await writeFile(join(receiver, 'bin/p2v-import.js'), '');
       const disk = join(dir, 'disk0');
       await writeFile(disk, Buffer.alloc(0));
       await execa('truncate', ['-s', '100M', disk]);
       const nokey = await osScript('create', { INSTANCE_NAME: 't1', DISK_COUNT: '1', DISK_0_PATH: disk });
       expect(nokey.exitCode).toBe(1);
       expect(nokey.stderr).toContain('no SSH key for root');
+      const noReceiver = await osScript('create', {
+        INSTANCE_NAME: 't1',
+        DISK_COUNT: '1',
+        DISK_0_PATH: disk,
+        OSP_AUTHORIZED_KEY: KEY,
+        OSP_RECEIVER_DIR: join(dir, 'none'),
+      });
+      expect(noReceiver.exitCode).toBe(1);
+      expect(noReceiver.stderr).toContain(`error: no receiver bundle in ${join(dir, 'none')}`);
+      expect(noReceiver.stderr).toContain(`hint: build it on this node: p2v-ramboot receiver -o ${join(dir, 'none')}`);
       const small = await osScript('create', {
         INSTANCE_NAME: 't1',
         DISK_COUNT: '1',
         DISK_0_PATH: disk,
         OSP_AUTHORIZED_KEY: KEY,
+        OSP_RECEIVER_DIR: receiver,
       });
       expect(small.exitCode).toBe(1);
       expect(small.stderr).toContain('disk 0 is 100 MiB; the bootstrap system needs at least 1024 MiB');
@@ -139,6 +186,7 @@ describe('p2v-target OS definition', () => {
         DISK_COUNT: '1',
         DISK_0_PATH: join(dir, 'gone'),
         OSP_AUTHORIZED_KEY: KEY,
+        OSP_RECEIVER_DIR: receiver,
       });
       expect(nodisk.exitCode).toBe(1);
       expect(nodisk.stderr).toContain(`disk 0 (${join(dir, 'gone')}) does not exist`);
@@ -202,6 +250,78 @@ describe('p2v-target-authorized-key (boot-time key installer)', () => {
       const r = await runIn(root);
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toContain(`p2v-target: error: cannot fetch root's SSH key from file://${root}/missing.pub`);
+    });
+  });
+});
+
+describe('p2v-target-console (host key, address and login attempts on the console)', () => {
+  it('prints the host key fingerprints and address, then each login attempt sshd logs', async () => {
+    await needPrograms('ssh-keygen', 'awk');
+    await withTmpDir('p2v-target', async (dir) => {
+      await mkdir(join(dir, 'etc/ssh'), { recursive: true });
+      await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'etc/ssh/ssh_host_ed25519_key')]);
+      const fp = (await execa('ssh-keygen', ['-l', '-f', join(dir, 'etc/ssh/ssh_host_ed25519_key.pub')])).stdout.split(
+        ' ',
+      )[1];
+      // journalctl and ip as the bootstrap system answers them.
+      const bin = join(dir, 'bin');
+      await mkdir(bin);
+      const fake = async (name: string, text: string) => {
+        await writeFile(join(bin, name), `#!/bin/sh\ncat <<'EOF'\n${text}\nEOF\n`, { mode: 0o755 });
+      };
+      await fake('ip', '2: ens5    inet 198.51.100.10/24 brd 198.51.100.255 scope global ens5');
+      await fake(
+        'journalctl',
+        [
+          'Server listening on 0.0.0.0 port 22.',
+          'Failed publickey for root from 198.51.100.1 port 40000 ssh2: ED25519 SHA256:wrongwrongwrong',
+          'Connection closed by authenticating user root 198.51.100.1 port 40000 [preauth]',
+          'Accepted publickey for root from 198.51.100.1 port 40002 ssh2: ED25519 SHA256:rightright',
+        ].join('\n'),
+      );
+      const r = await execa('sh', [join(OS_DIR, 'files/p2v-target-console')], {
+        reject: false,
+        env: { P2V_TARGET_ROOT: dir, PATH: `${bin}:${process.env.PATH}` },
+      });
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout.split('\n')).toEqual([
+        `p2v-target: SSH host key ${fp} (ED25519)`,
+        'p2v-target: address 198.51.100.10 on ens5',
+        'p2v-target: waiting for p2v-export --direct root@ADDRESS --host-key SHA256:… (the key above)',
+        "p2v-target: REFUSED root login from 198.51.100.1: key SHA256:wrongwrongwrong (ED25519) is not in root's authorized_keys; still waiting",
+        'p2v-target: 198.51.100.1 closed the connection: no key it offered for root was accepted; still waiting',
+        'p2v-target: accepted root login from 198.51.100.1 (key SHA256:rightright)',
+      ]);
+    });
+  });
+});
+
+describe('p2v-target-network (the static address, without networkd)', () => {
+  it('puts the address and gateway on the first non-loopback link with ip', async () => {
+    await withTmpDir('p2v-target', async (dir) => {
+      await mkdir(join(dir, 'etc/p2v-target'), { recursive: true });
+      await writeFile(join(dir, 'etc/p2v-target/address'), '198.51.100.10/24\n');
+      await writeFile(join(dir, 'etc/p2v-target/gateway'), '198.51.100.1\n');
+      const bin = join(dir, 'bin');
+      await mkdir(bin);
+      // ip as the bootstrap system answers it; every call is logged.
+      await writeFile(
+        join(bin, 'ip'),
+        `#!/bin/sh\necho "$*" >>'${join(dir, 'calls')}'\n[ "$1 $2" = "-o link" ] && printf '1: lo: <LOOPBACK,UP> mtu 65536\\n2: ens13: <BROADCAST,MULTICAST> mtu 1500\\n'\nexit 0\n`,
+        { mode: 0o755 },
+      );
+      const r = await execa('sh', [join(OS_DIR, 'files/p2v-target-network')], {
+        reject: false,
+        env: { P2V_TARGET_ROOT: dir, PATH: `${bin}:${process.env.PATH}` },
+      });
+      expect(r.exitCode, r.stdout).toBe(0);
+      expect(r.stdout).toBe('p2v-target: configured 198.51.100.10/24 via 198.51.100.1 on ens13');
+      expect((await readFile(join(dir, 'calls'), 'utf8')).trim().split('\n')).toEqual([
+        '-o link show',
+        'link set ens13 up',
+        'addr replace 198.51.100.10/24 dev ens13',
+        'route replace default via 198.51.100.1 dev ens13',
+      ]);
     });
   });
 });

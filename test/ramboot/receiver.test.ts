@@ -1,0 +1,97 @@
+/**
+ * The direct path's two small pieces that need no VM: the receiver bundle
+ * (`p2v-ramboot receiver`: this installation's p2v-import with only its
+ * production dependencies, runnable on its own) and the source's refusal of a
+ * machine that does not fit the target's disk (checkFitsTarget on the size
+ * the direct output learned in setup).
+ */
+import { execa } from 'execa';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { checkFitsTarget } from '../../exporter/outputs/direct.js';
+import { P2vError } from '../../lib/errors.js';
+import { productionPackages } from '../../ramboot/receiver.js';
+import { cliArgv, ROOT } from '../helpers/cli.js';
+import { withTmpDir } from '../helpers/tmp.js';
+
+describe('p2v-ramboot receiver', () => {
+  it('writes a bundle whose p2v-import runs alone, without development packages', async () => {
+    await withTmpDir('p2v-receiver', async (dir) => {
+      const out = join(dir, 'receiver');
+      const r = await execa(cliArgv('p2v-ramboot')[0]!, [cliArgv('p2v-ramboot')[1]!, 'receiver', '-o', out, '--json'], {
+        reject: false,
+      });
+      expect(r.exitCode, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout) as { packages: string[]; version: string };
+      const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+        version: string;
+        dependencies: Record<string, string>;
+        devDependencies: Record<string, string>;
+      };
+      expect(report.version).toBe(pkg.version);
+      for (const d of Object.keys(pkg.dependencies)) expect(report.packages).toContain(`node_modules/${d}`);
+      for (const d of Object.keys(pkg.devDependencies)) expect(report.packages).not.toContain(`node_modules/${d}`);
+      expect((await readdir(join(out, 'dist'))).sort()).not.toContain('bench');
+      // Run from a folder of its own, far from the checkout's node_modules.
+      const v = await execa(process.execPath, [join(out, 'bin/p2v-import.js'), '--version'], { cwd: dir });
+      expect(v.stdout).toBe(`p2v-import ${pkg.version}`);
+      const help = await execa(process.execPath, [join(out, 'bin/p2v-import.js'), '--help'], { cwd: dir });
+      expect(help.stdout).toContain('--device');
+      // Written again over itself: replaced, not nested.
+      const again = await execa(cliArgv('p2v-ramboot')[0]!, [cliArgv('p2v-ramboot')[1]!, 'receiver', '-o', out]);
+      expect(again.stderr).toContain(`wrote ${out}: p2v-import ${pkg.version}`);
+      expect((await readdir(dir)).sort()).toEqual(['receiver']);
+    });
+  });
+
+  it('finds nested and optional dependencies the way node resolves them, and names a missing one', async () => {
+    await withTmpDir('p2v-receiver', async (root) => {
+      const pkg = async (dir: string, json: object) => {
+        await mkdir(dir, { recursive: true });
+        await writeFile(join(dir, 'package.json'), JSON.stringify(json));
+      };
+      await pkg(root, {
+        name: 'app',
+        dependencies: { a: '1' },
+        optionalDependencies: { gone: '1' },
+        devDependencies: { dev: '1' },
+      });
+      await pkg(join(root, 'node_modules/a'), { name: 'a', dependencies: { b: '1', c: '1' } });
+      await pkg(join(root, 'node_modules/a/node_modules/b'), { name: 'b', dependencies: { c: '1' } });
+      await pkg(join(root, 'node_modules/c'), { name: 'c' });
+      await pkg(join(root, 'node_modules/dev'), { name: 'dev' });
+      expect(await productionPackages(root)).toEqual([
+        'node_modules/a',
+        'node_modules/a/node_modules/b',
+        'node_modules/c',
+      ]);
+      await pkg(join(root, 'node_modules/c'), { name: 'c', dependencies: { missing: '1' } });
+      await expect(productionPackages(root)).rejects.toThrow('dependency missing of c is not installed');
+    });
+  });
+});
+
+describe('checkFitsTarget', () => {
+  const GiB = 1024 ** 3;
+  it('passes a disk that fits, and any output that learned no size', () => {
+    expect(() => checkFitsTarget({ where: 'root@t', targetDiskSize: 10 * GiB }, 10 * GiB)).not.toThrow();
+    expect(() => checkFitsTarget({ where: 'root@t' }, 100 * GiB)).not.toThrow();
+  });
+
+  it('refuses a disk 0 larger than the target disk, saying both sizes and what to do', () => {
+    let err: unknown;
+    try {
+      checkFitsTarget({ where: 'root@198.51.100.10', targetDiskSize: 2 * GiB }, 2 * GiB + 512);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(P2vError);
+    const e = err as P2vError;
+    expect(e.code).toBe('POLICY');
+    expect(e.message).toMatch(
+      /^disk 0 \(.*2147484160 bytes\) does not fit the target's disk on root@198\.51\.100\.10 \(.*2147483648 bytes\)$/,
+    );
+    expect(e.hint).toContain('grow the instance disk to at least 2049 MiB');
+  });
+});
