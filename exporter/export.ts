@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { P2vError } from '../lib/errors.js';
+import { formatBytes } from '../lib/units.js';
 import { onExit, type ExitHandle } from '../lib/exit-actions.js';
 import { sanitiseInstanceName } from '../lib/instance-name.js';
 import type { Logger } from '../lib/log.js';
@@ -47,7 +48,6 @@ import type { DeviceMapping } from '../guest/device-names.js';
 import { planFixups, applyFixups, renderDryRun } from '../fixups/index.js';
 import type { FixupOptions, PlannedFixup } from '../fixups/types.js';
 import type { ExportOutput } from './outputs/types.js';
-import { checkFitsTarget, sourceDiskBytes } from './outputs/direct.js';
 import { streamOva, type StreamedDisk } from './ova-stream.js';
 import { streamOvaDelta, type BaseMapChoice } from './delta/index.js';
 
@@ -149,13 +149,38 @@ export async function runExport(opts: ExportOptions): Promise<ExportReport> {
   try {
     // The output next: an existing file, a wrong key or host key must fail before minutes of work, not after.
     if (output) await (output.setupPhase ? timed(output.setupPhase, () => output.setup()) : output.setup());
-    // A target that said how big its disk is (--direct) refuses a machine that does not fit, before any work.
-    if (output?.targetDiskSize !== undefined) checkFitsTarget(output, await sourceDiskBytes(opts.disks[0]!));
-    return await convertAndSend(opts, output, { log, print, steps, phases, timed });
+    const fitted = { ...opts, targetSizes: await fitToTargetDisk(opts, output) };
+    return await convertAndSend(fitted, output, { log, print, steps, phases, timed });
   } catch (e) {
     await output?.abort();
     throw e;
   }
+}
+
+/**
+ * A target that said how big its disk is (--direct) gets disk 0 fitted to it,
+ * shrunk or grown (docs/design-fit.md), unless --target-size chose a size for
+ * disk 0 that the disk can hold; a machine whose data does not fit is then
+ * refused by the fit, before a byte reaches the target.
+ */
+async function fitToTargetDisk(
+  opts: ExportOptions,
+  output: ExportOutput | undefined,
+): Promise<(TargetSize | undefined)[] | undefined> {
+  const room = output?.targetDiskSize;
+  if (room === undefined) return opts.targetSizes;
+  const asked = opts.targetSizes?.[0];
+  if (typeof asked === 'number' && asked > room)
+    throw new P2vError(
+      'POLICY',
+      `--target-size ${formatBytes(asked)} is larger than the target's disk on ${output!.where} (${formatBytes(room)}, ${room} bytes)`,
+      {
+        hint: `give --target-size ${Math.floor(room / 2 ** 20)}M or less, or leave it out: disk 0 is fitted to the target's disk`,
+      },
+    );
+  if (asked !== undefined || (await sourceSize(opts.disks[0]!)) === room) return opts.targetSizes;
+  opts.log.info(`the target's disk is ${formatBytes(room)}: disk 0 is fitted to it`);
+  return [room, ...(opts.targetSizes?.slice(1) ?? [])];
 }
 
 type Timed = <T>(step: string, body: () => Promise<T>) => Promise<T>;

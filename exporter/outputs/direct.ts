@@ -10,8 +10,7 @@
  * elsewhere than the device), so no size.
  *
  *   directOutput({ target, keyFile, hostKey, device })   ExportOutput; after setup(), targetDiskSize
- *   checkFitsTarget(output, disk0Bytes)                  throws P2vError('POLICY') when disk 0 is larger
- *   sourceDiskBytes(path)                                 size of a --disk (file or block device)
+ *   (export.ts then fits disk 0 to that size: docs/design-fit.md)
  */
 import { stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
@@ -100,28 +99,4 @@ export function directOutput(ssh: DirectOptions): ExportOutput {
     abort: () => inner.abort(),
   };
   return out;
-}
-
-/** Bytes of a --disk: a regular file's size or a block device's (blockdev --getsize64). */
-export async function sourceDiskBytes(path: string): Promise<number> {
-  const st = await stat(path);
-  if (st.isFile()) return st.size;
-  const r = await run('blockdev', ['--getsize64', path], { what: `reading the size of ${path}` });
-  return Number(String(r.stdout).trim());
-}
-
-/**
- * Refuse an export whose disk 0 is larger than the disk the output learned in
- * setup (the direct target's); outputs that learn no size always pass.
- */
-export function checkFitsTarget(output: Pick<ExportOutput, 'where' | 'targetDiskSize'>, disk0Bytes: number): void {
-  const room = output.targetDiskSize;
-  if (room === undefined || disk0Bytes <= room) return;
-  throw new P2vError(
-    'POLICY',
-    `disk 0 (${formatBytes(disk0Bytes)}, ${disk0Bytes} bytes) does not fit the target's disk on ${output.where} (${formatBytes(room)}, ${room} bytes)`,
-    {
-      hint: `grow the instance disk to at least ${Math.ceil(disk0Bytes / 1048576)} MiB (gnt-instance grow-disk), reboot it from RAM, and export again`,
-    },
-  );
 }

@@ -22,7 +22,7 @@ export interface ExportOutput {
   /**
    * Bytes of the disk the machine is written onto, when the output learns it
    * in `setup` (the direct target's own disk); undefined otherwise. Disk 0
-   * must fit (direct.ts checkFitsTarget).
+   * is fitted to it (export.ts fitToTargetDisk, docs/design-fit.md).
    */
   targetDiskSize?: number;
   /**

@@ -12,6 +12,7 @@ import { buildSampleDisk } from '../../lib/sample-disk.js';
 import { cliArgv } from '../helpers/cli.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
+import { sha256File } from '../e2e/support.js';
 
 let dir: string;
 let sshd: Sshd;
@@ -143,34 +144,47 @@ describe('p2v-export --direct', () => {
     expect(r.stderr).not.toMatch(/overlay…/);
   });
 
-  it('learns the size of the target disk and refuses a machine that does not fit, before any work', async () => {
+  it('learns the size of the target disk, fits disk 0 to it, and refuses a machine whose data does not fit before a byte reaches the target', async () => {
     const sample = await buildSampleDisk({ path: join(dir, 'src-big.img'), sizeMiB: 96, fillerMiB: 1 });
     const small = join(dir, 'small-target');
     await execa('truncate', ['-s', '64M', small]);
     const loop = (await execa('losetup', ['--find', '--show', small])).stdout.trim();
     try {
       const [node, exp] = cliArgv('p2v-export');
-      const r = await execa(
-        node!,
-        [
-          exp!,
-          ...exportArgs(sample.path),
-          '--direct',
-          `root@127.0.0.1:${sshd.port}`,
-          '--key',
-          sshd.clientKey,
-          '--known-hosts',
-          sshd.knownHosts,
-          '--target-device',
-          loop,
-        ],
-        { reject: false, stdin: 'ignore' },
+      const run = (extra: string[]) =>
+        execa(
+          node!,
+          [
+            exp!,
+            ...exportArgs(sample.path),
+            ...extra,
+            '--direct',
+            `root@127.0.0.1:${sshd.port}`,
+            '--key',
+            sshd.clientKey,
+            '--known-hosts',
+            sshd.knownHosts,
+            '--target-device',
+            loop,
+          ],
+          { reject: false, stdin: 'ignore' },
+        );
+      const before = await sha256File(small);
+      const r = await run([]);
+      expect(r.exitCode, r.stderr).toBe(3);
+      expect(r.stderr).toContain(`the target's disk is 64.0 MiB: disk 0 is fitted to it`);
+      expect(r.stderr).toMatch(
+        new RegExp(`^p2v-export: disk 0 \\(.*src-big\\.img\\): the disk does not fit in ${64 * 1048576} bytes`, 'm'),
       );
-      expect(r.exitCode).toBe(3);
-      expect(r.stderr).toContain(
-        `p2v-export: disk 0 (96.0 MiB, ${96 * 1048576} bytes) does not fit the target's disk on root@127.0.0.1 (64.0 MiB, ${64 * 1048576} bytes)`,
+      expect(r.stderr).not.toMatch(/stream…/);
+      expect(await sha256File(small)).toBe(before);
+      // A --target-size the target's disk cannot hold is refused at once.
+      const big = await run(['--target-size', '80M']);
+      expect(big.exitCode).toBe(3);
+      expect(big.stderr).toContain(
+        `p2v-export: --target-size 80.0 MiB is larger than the target's disk on root@127.0.0.1 (64.0 MiB, ${64 * 1048576} bytes)`,
       );
-      expect(r.stderr).not.toMatch(/overlay…/);
+      expect(big.stderr).not.toMatch(/overlay…/);
     } finally {
       await execa('losetup', ['-d', loop]);
     }

@@ -1,16 +1,12 @@
 /**
- * The direct path's two small pieces that need no VM: the receiver bundle
- * (`p2v-ramboot receiver`: this installation's p2v-import with only its
- * production dependencies, runnable on its own) and the source's refusal of a
- * machine that does not fit the target's disk (checkFitsTarget on the size
- * the direct output learned in setup).
+ * The receiver bundle the direct path installs on the target, which needs no
+ * VM: `p2v-ramboot receiver` writes this installation's p2v-import with only
+ * its production dependencies, runnable on its own.
  */
 import { execa } from 'execa';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkFitsTarget } from '../../exporter/outputs/direct.js';
-import { P2vError } from '../../lib/errors.js';
 import { productionPackages } from '../../ramboot/receiver.js';
 import { cliArgv, ROOT } from '../helpers/cli.js';
 import { withTmpDir } from '../helpers/tmp.js';
@@ -69,29 +65,5 @@ describe('p2v-ramboot receiver', () => {
       await pkg(join(root, 'node_modules/c'), { name: 'c', dependencies: { missing: '1' } });
       await expect(productionPackages(root)).rejects.toThrow('dependency missing of c is not installed');
     });
-  });
-});
-
-describe('checkFitsTarget', () => {
-  const GiB = 1024 ** 3;
-  it('passes a disk that fits, and any output that learned no size', () => {
-    expect(() => checkFitsTarget({ where: 'root@t', targetDiskSize: 10 * GiB }, 10 * GiB)).not.toThrow();
-    expect(() => checkFitsTarget({ where: 'root@t' }, 100 * GiB)).not.toThrow();
-  });
-
-  it('refuses a disk 0 larger than the target disk, saying both sizes and what to do', () => {
-    let err: unknown;
-    try {
-      checkFitsTarget({ where: 'root@198.51.100.10', targetDiskSize: 2 * GiB }, 2 * GiB + 512);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(P2vError);
-    const e = err as P2vError;
-    expect(e.code).toBe('POLICY');
-    expect(e.message).toMatch(
-      /^disk 0 \(.*2147484160 bytes\) does not fit the target's disk on root@198\.51\.100\.10 \(.*2147483648 bytes\)$/,
-    );
-    expect(e.hint).toContain('grow the instance disk to at least 2049 MiB');
   });
 });
