@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliArgv } from '../helpers/cli.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { buildRichTree, treeDigest, type TreeEntry } from '../helpers/tree-digest.js';
 import {
@@ -284,6 +285,15 @@ describe('p2v-export --target-size', () => {
     const size = (await stat(auto.raws[0]!)).size;
     expect(size).toBeLessThan(600 * MiB);
     await expectKept(src, auto.raws[0]!, size);
+    // --inspect tells that size before anything is sent.
+    const [node, exp] = cliArgv('p2v-export');
+    const inspect = (json: boolean) =>
+      execa(node!, [exp!, '--disk', src.path, '--inspect', ...(json ? ['--json'] : [])], {
+        env: { TMPDIR: join(work, 'mbr-auto', 'tmp') },
+      });
+    const asJson = await inspect(true);
+    expect(JSON.parse(asJson.stdout).disks[0].minimumSize).toBe(size);
+    expect((await inspect(false)).stdout).toMatch(/^ {2}smallest size it fits \(--target-size auto\): [\d.]+ MiB/m);
     expect(await sha256File(src.path)).toBe(before);
   });
 
