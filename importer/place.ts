@@ -211,13 +211,15 @@ export async function openWorkDir(place: OutputPlace): Promise<WorkDir> {
 
 /** One try: the work dir, or its path when it was swapped before we held it. */
 async function tryWorkDir(place: OutputPlace): Promise<WorkDir | string> {
-  const made = await fsStep({ path: join(place.dir, `${WORK_PREFIX}XXXXXX`), action: 'create' }, () =>
-    mkdtemp(place.at(WORK_PREFIX)),
-  );
-  const name = basename(made);
-  const path = join(place.dir, name);
+  // The exit action is registered before the directory exists: a signal that lands after mkdtemp made it but
+  // before we learn its name (a busy machine widens that gap) still finds and removes it.
+  const making = mkdtemp(place.at(WORK_PREFIX));
+  let made: string | undefined;
   let fh: FileHandle | undefined;
   const removeAll = async () => {
+    made ??= await making.catch(() => undefined);
+    if (made === undefined) return;
+    const name = basename(made);
     if (!fh) {
       // Interrupted before we held it: the name, if it still is an empty directory of ours
       // (rmdir removes nothing else and follows no link).
@@ -236,7 +238,15 @@ async function tryWorkDir(place: OutputPlace): Promise<WorkDir | string> {
     await fh.close().catch(() => undefined);
     fh = undefined;
   };
-  const handle = onExit(`remove ${path}`, removeAll);
+  const handle = onExit(`remove the work directory in ${place.dir}`, removeAll);
+  try {
+    made = await fsStep({ path: join(place.dir, `${WORK_PREFIX}XXXXXX`), action: 'create' }, () => making);
+  } catch (e) {
+    handle.cancel();
+    throw e;
+  }
+  const name = basename(made);
+  const path = join(place.dir, name);
   let candidate: FileHandle;
   try {
     candidate = await open(made, OPEN_DIR);

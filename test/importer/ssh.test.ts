@@ -77,7 +77,7 @@ describe('p2v-import as an SSH forced command', () => {
         for (const [cmd, word] of attempts) {
           const r = await ssh(cmd, good.ova);
           expect(r.stderr.split('\n')[0], cmd.join(' ')).toBe(
-            `p2v-import: the SSH key only allows --name NAME, --verbose, --quiet, --progress-fd 1, --version; refused "${word}"`,
+            `p2v-import: the SSH key only allows --name NAME, --verbose, --quiet, --progress-fd 1, --version, --block-map NAME; refused "${word}"`,
           );
           expect(r.exitCode).toBe(2);
         }
