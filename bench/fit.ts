@@ -29,7 +29,8 @@ import {
 } from './harness.js';
 
 const MiB = 1024 * 1024;
-const FIT_TARGET = 1 / 1.5;
+// 1 / 1.5, rounded so the tables print it plainly (fitted ≤ 1.4993 × plain).
+const FIT_TARGET = 0.667;
 const EXPORT = join(dirname(fileURLToPath(import.meta.url)), '../../bin/p2v-export.js');
 
 /** A disk image of `size` bytes: MBR, one partition at 1 MiB holding `fs` with about size/5 of files. */
