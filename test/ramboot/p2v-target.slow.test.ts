@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildRamInitrd } from '../../ramboot/build.js';
 import { bundleReceiver } from '../../ramboot/receiver.js';
+import { ROOT } from '../helpers/cli.js';
 import { bootRamTarget, type RamTarget } from '../helpers/ram-target.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 
@@ -43,7 +44,8 @@ describe('p2v-target create + ramboot', () => {
     const disk = join(dir, 'disk0');
     await execa('truncate', ['-s', '2G', disk]);
     const receiver = join(dir, 'receiver');
-    await bundleReceiver({ output: receiver });
+    // From the checkout itself: run from the TS sources, the module's own place is not the installation's root.
+    await bundleReceiver({ output: receiver, source: ROOT });
 
     const t0 = Date.now();
     const create = await execa(CREATE, [], {
