@@ -10,8 +10,9 @@
  */
 import { mkdtemp, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { requireProgram, runText } from '../../lib/run.js';
+import { requireProgram } from '../../lib/run.js';
 import { mountFilesystem } from '../mount.js';
+import { sourceSize } from '../source-check.js';
 
 export const MiB = 1024 * 1024;
 
@@ -49,7 +50,7 @@ export async function needFsProgram(...programs: string[]): Promise<void> {
 /** Size of a block device (a loop device: its --sizelimit). */
 export async function deviceBytes(device: string): Promise<number> {
   await needFsProgram('blockdev');
-  return Number(await runText('blockdev', ['--getsize64', device], { what: `reading the size of ${device}` }));
+  return sourceSize(device);
 }
 
 /**
