@@ -18,6 +18,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { run } from '../../lib/run.js';
+import * as P from '../nbd/protocol.js';
 
 export interface ComposedRange {
   file: string;
@@ -30,26 +31,10 @@ export interface ComposedServer {
   close(): Promise<void>;
 }
 
-const NBDMAGIC = Buffer.from('NBDMAGIC', 'latin1');
-const IHAVEOPT = 0x49484156454f5054n;
-const OPT_REPLY_MAGIC = 0x3e889045565a9n;
-const REQUEST_MAGIC = 0x25609513;
-const SIMPLE_REPLY_MAGIC = 0x67446698;
-const OPT_EXPORT_NAME = 1;
-const OPT_ABORT = 2;
-const OPT_INFO = 6;
-const OPT_GO = 7;
-const REP_ACK = 1;
-const REP_INFO = 3;
-const REP_ERR_UNSUP = 0x80000001;
-const FLAG_NO_ZEROES = 2;
-const TFLAGS = 1 | 4 | 32; // HAS_FLAGS | SEND_FLUSH | SEND_TRIM
-const CMD_READ = 0;
-const CMD_WRITE = 1;
-const CMD_DISC = 2;
-const CMD_FLUSH = 3;
-const CMD_TRIM = 4;
+// Server side of the same wire format our client speaks (exporter/nbd/protocol.ts).
+const TFLAGS = P.TFLAG_HAS_FLAGS | P.TFLAG_SEND_FLUSH | P.TFLAG_SEND_TRIM;
 const EIO = 5;
+const MAX_REQUEST = 64 * 1024 * 1024;
 const EINVAL = 22;
 
 /** Buffered reads of exact sizes from a socket. */
@@ -121,15 +106,15 @@ export async function serveComposed(ranges: ComposedRange[], socketPath: string)
 
   const optReply = (sock: Socket, opt: number, type: number, data = Buffer.alloc(0)) => {
     const h = Buffer.alloc(20);
-    h.writeBigUInt64BE(OPT_REPLY_MAGIC, 0);
+    h.writeBigUInt64BE(P.OPTION_REPLY_MAGIC, 0);
     h.writeUInt32BE(opt, 8);
     h.writeUInt32BE(type, 12);
     h.writeUInt32BE(data.length, 16);
     sock.write(Buffer.concat([h, data]));
   };
   const reply = (sock: Socket, handle: Buffer, error: number, data?: Buffer) => {
-    const h = Buffer.alloc(16);
-    h.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+    const h = Buffer.alloc(P.SIMPLE_REPLY_SIZE);
+    h.writeUInt32BE(P.SIMPLE_REPLY_MAGIC, 0);
     h.writeUInt32BE(error, 4);
     handle.copy(h, 8);
     sock.write(data ? Buffer.concat([h, data]) : h);
@@ -138,42 +123,42 @@ export async function serveComposed(ranges: ComposedRange[], socketPath: string)
   /** Negotiation; true when the client moved to transmission. */
   const negotiate = async (sock: Socket, input: Input): Promise<boolean> => {
     const hello = Buffer.alloc(18);
-    NBDMAGIC.copy(hello, 0);
-    hello.writeBigUInt64BE(IHAVEOPT, 8);
-    hello.writeUInt16BE(1 | FLAG_NO_ZEROES, 16);
+    hello.writeBigUInt64BE(P.NBDMAGIC, 0);
+    hello.writeBigUInt64BE(P.IHAVEOPT, 8);
+    hello.writeUInt16BE(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES, 16);
     sock.write(hello);
     const cflags = await input.read(4);
     if (!cflags) return false;
-    const noZeroes = (cflags.readUInt32BE(0) & FLAG_NO_ZEROES) !== 0;
+    const noZeroes = (cflags.readUInt32BE(0) & P.FLAG_NO_ZEROES) !== 0;
     for (;;) {
       const h = await input.read(16);
-      if (!h || h.readBigUInt64BE(0) !== IHAVEOPT) return false;
+      if (!h || h.readBigUInt64BE(0) !== P.IHAVEOPT) return false;
       const opt = h.readUInt32BE(8);
       const len = h.readUInt32BE(12);
       if (len > 65536) return false;
       if (len && !(await input.read(len))) return false;
-      if (opt === OPT_EXPORT_NAME) {
+      if (opt === P.OPT_EXPORT_NAME) {
         const b = Buffer.alloc(noZeroes ? 10 : 134);
         b.writeBigUInt64BE(BigInt(size), 0);
         b.writeUInt16BE(TFLAGS, 8);
         sock.write(b);
         return true;
       }
-      if (opt === OPT_GO || opt === OPT_INFO) {
+      if (opt === P.OPT_GO || opt === P.OPT_INFO) {
         const info = Buffer.alloc(12);
-        info.writeUInt16BE(0, 0); // NBD_INFO_EXPORT
+        info.writeUInt16BE(P.INFO_EXPORT, 0);
         info.writeBigUInt64BE(BigInt(size), 2);
         info.writeUInt16BE(TFLAGS, 10);
-        optReply(sock, opt, REP_INFO, info);
-        optReply(sock, opt, REP_ACK);
-        if (opt === OPT_GO) return true;
+        optReply(sock, opt, P.REP_INFO, info);
+        optReply(sock, opt, P.REP_ACK);
+        if (opt === P.OPT_GO) return true;
         continue;
       }
-      if (opt === OPT_ABORT) {
-        optReply(sock, opt, REP_ACK);
+      if (opt === P.OPT_ABORT) {
+        optReply(sock, opt, P.REP_ACK);
         return false;
       }
-      optReply(sock, opt, REP_ERR_UNSUP);
+      optReply(sock, opt, P.REP_ERR_UNSUP);
     }
   };
 
@@ -181,31 +166,33 @@ export async function serveComposed(ranges: ComposedRange[], socketPath: string)
     const input = new Input(sock);
     if (!(await negotiate(sock, input))) return sock.end();
     for (;;) {
-      const h = await input.read(28);
-      if (!h || h.readUInt32BE(0) !== REQUEST_MAGIC) return sock.end();
+      const h = await input.read(P.REQUEST_HEADER_SIZE);
+      if (!h || h.readUInt32BE(0) !== P.REQUEST_MAGIC) return sock.end();
       const type = h.readUInt16BE(6);
       const handle = h.subarray(8, 16);
       const offset = Number(h.readBigUInt64BE(16));
       const length = h.readUInt32BE(24);
-      const data = type === CMD_WRITE ? await input.read(length) : null;
-      if (type === CMD_WRITE && !data) return sock.end();
-      if (type === CMD_DISC) return sock.end();
+      // nbdfuse asks for at most 32 MiB; anything larger would make us buffer what the peer chooses.
+      if (length > MAX_REQUEST) return sock.end();
+      const data = type === P.CMD_WRITE ? await input.read(length) : null;
+      if (type === P.CMD_WRITE && !data) return sock.end();
+      if (type === P.CMD_DISC) return sock.end();
       try {
-        if (type === CMD_FLUSH) {
+        if (type === P.CMD_FLUSH) {
           for (const fh of handles.values()) await fh.datasync();
           reply(sock, handle, 0);
           continue;
         }
         const ps = pieces(offset, length);
-        if (!ps || ![CMD_READ, CMD_WRITE, CMD_TRIM].includes(type)) {
+        if (!ps || ![P.CMD_READ, P.CMD_WRITE, P.CMD_TRIM].includes(type)) {
           reply(sock, handle, EINVAL);
           continue;
         }
-        if (type === CMD_READ) {
+        if (type === P.CMD_READ) {
           const buf = Buffer.alloc(length);
           for (const p of ps) await p.fh.read(buf, p.pos, p.len, p.at);
           reply(sock, handle, 0, buf);
-        } else if (type === CMD_WRITE) {
+        } else if (type === P.CMD_WRITE) {
           for (const p of ps) await p.fh.write(data!, p.pos, p.len, p.at);
           reply(sock, handle, 0);
         } else {
