@@ -32,7 +32,7 @@ const EXTENDED_TYPES = new Set([0x05, 0x0f, 0x85]);
 const MAX_PATCH_BYTES = 1024 * 1024;
 
 /** One entry of `sfdisk --json`. */
-interface SfdiskPartition {
+export interface SfdiskPartition {
   node: string;
   start: number;
   size: number;
@@ -43,7 +43,7 @@ interface SfdiskPartition {
   bootable?: boolean;
 }
 
-interface SfdiskTable {
+export interface SfdiskTable {
   label: 'dos' | 'gpt';
   id?: string;
   firstlba?: number;
@@ -53,13 +53,13 @@ interface SfdiskTable {
 
 const SFDISK_WRITE = ['--no-reread', '--no-tell-kernel', '--wipe', 'never', '--wipe-partitions', 'never', '-q'];
 
-async function readTable(file: string): Promise<SfdiskTable> {
+export async function readTable(file: string): Promise<SfdiskTable> {
   const { stdout } = await run('sfdisk', ['--json', file], { what: `reading the partition table of ${file}` });
   return (JSON.parse(String(stdout)) as { partitiontable: SfdiskTable }).partitiontable;
 }
 
 /** The partition number sfdisk gives a node: its trailing digits. */
-function numberOf(node: string): number {
+export function numberOf(node: string): number {
   const m = /(\d+)$/.exec(node);
   if (!m) throw new Error(`sfdisk node without a partition number: ${node}`);
   return Number(m[1]);

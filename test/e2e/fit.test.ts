@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliArgv } from '../helpers/cli.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
 import { buildRichTree, treeDigest, type TreeEntry } from '../helpers/tree-digest.js';
+import { numberOf, readTable, type SfdiskPartition, type SfdiskTable } from '../../exporter/fit/table.js';
 import {
   expectNoLeftovers,
   MiB,
@@ -54,29 +55,15 @@ interface Built {
   path: string;
   /** By partition number: digest of the tree, UUID, label. */
   parts: Map<number, { tree?: TreeEntry[]; uuid?: string; label?: string; fs?: string }>;
-  table: SfdiskTable;
+  table: Table;
 }
 
-interface SfdiskPartition {
-  node: string;
-  start: number;
-  size: number;
-  type: string;
-  uuid?: string;
-  name?: string;
-  attrs?: string;
-  bootable?: boolean;
-}
-interface SfdiskTable {
-  label: 'dos' | 'gpt';
-  id: string;
-  partitions: SfdiskPartition[];
-}
-
-const partNumber = (p: SfdiskPartition) => Number(/(\d+)$/.exec(p.node)![1]);
-
-async function tableOf(path: string): Promise<SfdiskTable> {
-  return JSON.parse((await execa('sfdisk', ['--json', path])).stdout).partitiontable as SfdiskTable;
+const partNumber = (p: SfdiskPartition) => numberOf(p.node);
+/** The table with its partition list present (sfdisk leaves it out of an empty table). */
+type Table = SfdiskTable & { partitions: SfdiskPartition[] };
+async function tableOf(path: string): Promise<Table> {
+  const t = await readTable(path);
+  return { ...t, partitions: t.partitions ?? [] };
 }
 
 /** Build a disk image: the table, a random MBR boot code and gap, each filesystem with its rich tree. */
@@ -172,7 +159,7 @@ async function head(path: string, n: number): Promise<Buffer> {
 }
 
 /** Everything the fit must keep, checked on the decoded disk `raw` against the source `src`. */
-async function expectKept(src: Built, raw: string, sizeBytes: number): Promise<SfdiskTable> {
+async function expectKept(src: Built, raw: string, sizeBytes: number): Promise<Table> {
   expect((await stat(raw)).size).toBe(sizeBytes);
   const t = await tableOf(raw);
   expect(t.label).toBe(src.table.label);
