@@ -40,7 +40,10 @@ export const biosBoot: Fixup = {
 
   async plan(ctx: FixupContext): Promise<PlannedFixup> {
     const out: PlannedFixup = { fixup: 'bios-boot', summary: [], changes: [] };
-    const decision = decideBoot(ctx.inspection, { boot: ctx.options.boot ?? 'auto', hypervisor: ctx.options.hypervisor });
+    const decision = decideBoot(ctx.inspection, {
+      boot: ctx.options.boot ?? 'auto',
+      hypervisor: ctx.options.hypervisor,
+    });
     if (decision.action !== 'bios-install') return out;
     const { disks, os, boot } = ctx.inspection;
     // Where /boot is: its own filesystem, or the root's (an LV root is not handled here).

@@ -91,7 +91,9 @@ export function decideBoot(
     if (!b.esp)
       throw refuse(
         '--boot uefi: the guest has no EFI system partition (a FAT partition of type EFI System), so it cannot boot with UEFI',
-        b.firmware === 'bios' ? 'it boots with BIOS: export with --boot bios or --boot auto' : 'export with --boot bios',
+        b.firmware === 'bios'
+          ? 'it boots with BIOS: export with --boot bios or --boot auto'
+          : 'export with --boot bios',
       );
     if (!b.efiBootloader) {
       if (b.fallbackLoader)

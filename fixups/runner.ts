@@ -212,7 +212,11 @@ async function applyBiosSetup(ctx: FixupInput, c: Extract<Change, { kind: 'bios-
   // 'wx': a file we make, never one a link in the guest points at.
   await writeFile(map, `(hd0) ${disk}\n(hd1) ${fsDevice}\n`, { flag: 'wx', mode: 0o644 });
   try {
-    await applyChroot(ctx, { kind: 'chroot', argv: [c.setup, '-d', c.dir, '-m', `${c.dir}/p2v-device.map`, disk], reason: c.reason });
+    await applyChroot(ctx, {
+      kind: 'chroot',
+      argv: [c.setup, '-d', c.dir, '-m', `${c.dir}/p2v-device.map`, disk],
+      reason: c.reason,
+    });
   } finally {
     await rm(map, { force: true });
     await detach.run();

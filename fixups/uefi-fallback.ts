@@ -51,7 +51,10 @@ export const uefiFallback: Fixup = {
 
   async plan(ctx: FixupContext): Promise<PlannedFixup> {
     const out: PlannedFixup = { fixup: 'uefi-fallback', summary: [], changes: [] };
-    const decision = decideBoot(ctx.inspection, { boot: ctx.options.boot ?? 'auto', hypervisor: ctx.options.hypervisor });
+    const decision = decideBoot(ctx.inspection, {
+      boot: ctx.options.boot ?? 'auto',
+      hypervisor: ctx.options.hypervisor,
+    });
     const loader = ctx.inspection.boot?.efiBootloader;
     if (decision.action !== 'uefi-fallback' || !loader) return out;
     const esp = espOf(ctx);
@@ -71,8 +74,11 @@ export const uefiFallback: Fixup = {
       if (existing !== null && existing.equals(data)) continue;
       const shown = `${printable(from)} -> ${printable(to)}`;
       if (existing !== null && to === FALLBACK_LOADER)
-        out.summary.push(`replaced ${to}, which held another loader (sha256 ${sha256(existing).slice(0, 16)}…), with ${printable(from)}`);
-      else out.summary.push(existing !== null ? `replaced ${printable(to)} with ${printable(from)}` : `copied ${shown}`);
+        out.summary.push(
+          `replaced ${to}, which held another loader (sha256 ${sha256(existing).slice(0, 16)}…), with ${printable(from)}`,
+        );
+      else
+        out.summary.push(existing !== null ? `replaced ${printable(to)} with ${printable(from)}` : `copied ${shown}`);
       changes.push({
         kind: 'esp-copy',
         from,

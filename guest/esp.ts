@@ -115,7 +115,10 @@ export class EspFiles {
     for (const c of parts.slice(0, -1)) {
       dir += `/${c}`;
       if ((await this.find(dir, 'dir')) === null) {
-        await run('mmd', ['-i', this.drive, `::${dir}`], { what: `making ${dir} on the EFI system partition`, env: ENV });
+        await run('mmd', ['-i', this.drive, `::${dir}`], {
+          what: `making ${dir} on the EFI system partition`,
+          env: ENV,
+        });
         this.entries = undefined;
       }
     }

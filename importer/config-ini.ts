@@ -68,10 +68,17 @@ export function firmwareParams(
     };
   }
   if (hypervisor === 'fake')
-    return { params: {}, notes: ['the machine boots with UEFI; the fake hypervisor boots nothing, so no OVMF parameter is written'] };
-  throw new P2vError('POLICY', `the machine boots with UEFI, which Ganeti 3.0 offers only on kvm, not on ${hypervisor}`, {
-    hint: 'import it with --hypervisor kvm, or export it again with p2v-export --boot bios (converts it to BIOS boot where it can)',
-  });
+    return {
+      params: {},
+      notes: ['the machine boots with UEFI; the fake hypervisor boots nothing, so no OVMF parameter is written'],
+    };
+  throw new P2vError(
+    'POLICY',
+    `the machine boots with UEFI, which Ganeti 3.0 offers only on kvm, not on ${hypervisor}`,
+    {
+      hint: 'import it with --hypervisor kvm, or export it again with p2v-export --boot bios (converts it to BIOS boot where it can)',
+    },
+  );
 }
 
 /** --uefi-kvm-extra: one line of qemu arguments separated by single spaces (Ganeti splits on them). */

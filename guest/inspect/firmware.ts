@@ -126,7 +126,9 @@ export async function findBoot(input: FindBootInput): Promise<InspectedBoot> {
         boot.efiBootloader = chosen;
       }
     } catch (e) {
-      warn(`the EFI system partition (disk ${esp.disk} partition ${esp.partition}) cannot be read: ${printable((e as Error).message)}`);
+      warn(
+        `the EFI system partition (disk ${esp.disk} partition ${esp.partition}) cannot be read: ${printable((e as Error).message)}`,
+      );
     }
   }
 

@@ -191,8 +191,7 @@ function hardware(m: MachineDescription): Obj {
   };
   // The firmware as VMware writes it (other tools ignore it: ovf:required="false"); the schema allows
   // elements of other namespaces after the Items.
-  if (m.firmware)
-    hw['vmw:Config'] = { $: { 'ovf:required': 'false', 'vmw:key': 'firmware', 'vmw:value': m.firmware } };
+  if (m.firmware) hw['vmw:Config'] = { $: { 'ovf:required': 'false', 'vmw:key': 'firmware', 'vmw:value': m.firmware } };
   return hw;
 }
 
