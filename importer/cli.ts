@@ -113,7 +113,7 @@ export function buildCommand(): Command {
     .option('--name <name>', 'instance name (else the descriptor’s, made valid)')
     .option('--os <os+variant>', `Ganeti OS when none is named (${DEFAULT_OS})`)
     .option('--hypervisor <hv>', `Ganeti hypervisor when none is named (${DEFAULT_HYPERVISOR})`)
-    .option('--uefi-kvm-extra <args>', 'kvm_extra written for a UEFI machine (default: OVMF 4M pflash)')
+    .option('--uefi-kvm-extra <args>', 'kvm_extra of UEFI machines (OVMF)')
     .option('--nic-mode <mode>', `Ganeti NIC mode when none is named (${DEFAULT_NIC_MODE})`)
     .option('--nic-link <link>', `Ganeti NIC link when none is named (${DEFAULT_NIC_LINK})`);
 
