@@ -73,6 +73,12 @@ export function buildProgram(): Command {
     .option('--dns <address>', 'DNS server (repeatable)', collect)
     .option('--dhcp', 'configure the primary interface for DHCP')
     .option('--hooks <dir>', "run DIR's executables on the guest before sending")
+    .addOption(
+      new Option(
+        '--boot <mode>',
+        'how the instance boots: bios, uefi (OVMF on the nodes) or auto (default: as the guest does)',
+      ).argParser(bootMode),
+    )
     .option('--no-fixups', 'copy the disks as they are (still trimmed)')
     .option(
       '--map-device <guest=index>',
@@ -118,6 +124,11 @@ function hypervisorProfile(v: string): HypervisorProfile {
   return v;
 }
 
+function bootMode(v: string): 'bios' | 'uefi' | 'auto' {
+  if (v !== 'bios' && v !== 'uefi' && v !== 'auto') throw new InvalidArgumentError('choose bios, uefi or auto');
+  return v;
+}
+
 function progressMode(v: string): 'auto' | 'tty' | 'none' {
   if (v === 'json') throw new InvalidArgumentError('JSON progress has a descriptor of its own: use --progress-fd N');
   if (v !== 'auto' && v !== 'tty' && v !== 'none') throw new InvalidArgumentError('choose auto, tty or none');
@@ -139,6 +150,7 @@ interface CliOpts extends OutputChoice {
   dns?: string[];
   dhcp?: boolean;
   hooks?: string;
+  boot?: 'bios' | 'uefi' | 'auto';
   fixups: boolean;
   mapDevice?: DeviceMapping[];
   lvmAsIs?: boolean;
@@ -282,6 +294,7 @@ export async function main(argv: string[]): Promise<void> {
           dns: o.dns?.length ? o.dns : undefined,
           dhcp: o.dhcp,
           hooksDir: o.hooks,
+          boot: o.boot ?? 'auto',
         },
         name: o.name,
         cpus: o.cpus,

@@ -45,7 +45,7 @@ import {
 } from './fit/index.js';
 import type { Inspection } from '../guest/types.js';
 import type { DeviceMapping } from '../guest/device-names.js';
-import { planFixups, applyFixups, renderDryRun } from '../fixups/index.js';
+import { planFixups, applyFixups, renderDryRun, decideBoot, type BootDecision } from '../fixups/index.js';
 import type { FixupOptions, PlannedFixup } from '../fixups/types.js';
 import type { ExportOutput } from './outputs/types.js';
 import { streamOva, type StreamedDisk } from './ova-stream.js';
@@ -108,6 +108,8 @@ export interface ExportReport {
   bytesSent: number;
   steps: StepTime[];
   output?: string;
+  /** --boot: how the instance boots and why (fixups/boot-mode.ts). */
+  boot?: BootDecision;
 }
 
 /** A Ganeti-valid instance name from whatever the guest or user gave. */
@@ -183,6 +185,21 @@ async function fitToTargetDisk(
   return [room, ...(opts.targetSizes?.slice(1) ?? [])];
 }
 
+/**
+ * How the instance boots. A warm pass and --no-fixups change nothing, so they
+ * only say what the guest does now; otherwise decideBoot decides or refuses.
+ */
+function bootDecision(opts: ExportOptions, inspection: Inspection): BootDecision {
+  const fw = inspection.boot?.firmware;
+  if (opts.warm || opts.noFixups)
+    return fw === 'uefi'
+      ? { firmware: 'uefi', action: 'none', reason: 'UEFI: the guest boots only with UEFI (not changed)' }
+      : fw === 'bios' || fw === 'both'
+        ? { firmware: 'bios', action: 'none', reason: 'BIOS: the guest has a BIOS boot path (not changed)' }
+        : { action: 'none', reason: 'no boot path found' };
+  return decideBoot(inspection, { boot: opts.fixups.boot ?? 'auto', hypervisor: opts.fixups.hypervisor });
+}
+
 type Timed = <T>(step: string, body: () => Promise<T>) => Promise<T>;
 
 interface Run {
@@ -255,6 +272,10 @@ async function convertAndSend(
         for (const d of fitting) layoutFor(d, await measureDisk(d, exposed[d.index]!.path, workDir), targets[d.index]!);
       });
 
+    // --boot: decided (or refused) now, before anything is changed; the descriptor carries the firmware.
+    const boot = bootDecision(opts, inspection);
+    if (boot.firmware) log.info(`boots with ${boot.reason}`);
+
     let planned: PlannedFixup[] = [];
     let sparsifyReport: SparsifyReport | undefined;
     // A warm pass mounts nothing: no fixups, no trim; the final pass does them (warmPass in exporter/delta).
@@ -263,7 +284,7 @@ async function convertAndSend(
         mountGuest(inspection, exposed, workDir, { readOnly: false, warn: (m) => log.warn(m) }),
       );
       try {
-        const ctx = { root: guest.root, inspection, options: opts.fixups, log };
+        const ctx = { root: guest.root, inspection, options: opts.fixups, log, diskFiles: exposed.map((e) => e.path) };
         if (!opts.noFixups) {
           const dry = await timed('fixups', async () => {
             planned = await planFixups(ctx);
@@ -315,6 +336,7 @@ async function convertAndSend(
 
     if (!output) throw new Error('nothing to send to'); // runExport checked it
     return await send(opts, output, {
+      boot,
       inspection,
       planned,
       sparsifyReport,
@@ -337,6 +359,7 @@ async function send(
   opts: ExportOptions,
   output: ExportOutput,
   run: {
+    boot: BootDecision;
     inspection: Inspection;
     planned: PlannedFixup[];
     sparsifyReport: SparsifyReport | undefined;
@@ -365,6 +388,7 @@ async function send(
       chunkSize: opts.chunkSize,
       ganetiOs: opts.ganetiOs,
       warm: opts.warm,
+      firmware: run.boot.firmware,
       meter: (total: number) => phases.meter('stream', total),
     };
     // A delta (--base-map) differs only in what each disk's member holds: exporter/delta.
@@ -391,6 +415,7 @@ async function send(
       bytesSent: sent.bytesWritten,
       steps: run.steps,
       output: output.where,
+      boot: run.boot,
     };
   } finally {
     for (const h of connections.reverse()) await h.run();

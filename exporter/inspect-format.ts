@@ -3,7 +3,8 @@
  * JSON.stringify of the same Inspection). Pure function.
  */
 import { formatBytes } from '../lib/units.js';
-import type { InspectedDisk, Inspection } from '../guest/types.js';
+import type { InspectedBoot, InspectedDisk, Inspection } from '../guest/types.js';
+import { printable } from '../lib/text.js';
 
 const bytes = (n: number): string => formatBytes(n, { style: 'compact' });
 
@@ -29,6 +30,31 @@ function disk(d: InspectedDisk): string[] {
   }
   if (!d.wholeDiskFs && d.partitions.length === 0) lines.push('  (empty)');
   return lines;
+}
+
+const FIRMWARE_WORDS: Record<InspectedBoot['firmware'], string> = {
+  uefi: 'UEFI only',
+  bios: 'BIOS',
+  both: 'UEFI and BIOS',
+  unknown: 'no boot path found',
+};
+
+/** How the guest boots; ESP names come from the guest, so they are escaped. */
+function bootLines(b: InspectedBoot): string[] {
+  const out = [`firmware:         ${FIRMWARE_WORDS[b.firmware]}`];
+  if (b.esp)
+    out.push(
+      `ESP:              disk ${b.esp.disk} partition ${b.esp.partition}; loaders ${b.efiLoaders.map(printable).join(', ') || 'none'}; fallback ${b.fallbackLoader ? printable(b.fallbackLoader) : 'none'}`,
+    );
+  if (b.efiBootloader)
+    out.push(
+      `EFI loader:       ${b.efiBootloader.kind} ${printable(b.efiBootloader.loader)}${b.efiBootloader.companions.length ? ` (with ${b.efiBootloader.companions.map(printable).join(', ')})` : ''}`,
+    );
+  const bb = b.biosBoot;
+  out.push(
+    `BIOS boot:        ${bb ? `${bb.kind === 'mbr-gap' ? 'MBR gap' : `BIOS boot partition ${bb.partition}`} of ${bytes(bb.size)}, ${bb.installed ? 'boot code installed' : 'no boot code'}` : 'no place for a BIOS loader'}; GRUB for BIOS in the guest: ${b.grubPc ? 'yes' : 'no'}`,
+  );
+  return out;
 }
 
 export function formatInspection(i: Inspection): string {
@@ -61,6 +87,7 @@ export function formatInspection(i: Inspection): string {
     );
     out.push(`init system:      ${o.initSystem}`);
     out.push(`network config:   ${o.networkConfig.length ? o.networkConfig.join(', ') : 'none found'}`);
+    if (i.boot) out.push(...bootLines(i.boot));
   }
   const m = i.machine;
   out.push(

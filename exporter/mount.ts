@@ -60,8 +60,12 @@ export interface GuestMount {
   unmountAll(): Promise<void>;
 }
 
-/** Filesystems we mount; everything else is left alone (and copied whole). */
-export const MOUNTABLE_FS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'vfat']);
+/**
+ * Filesystems we mount; everything else is left alone (and copied whole). FAT
+ * is not among them: the ESP is read and written with mtools (guest/esp.ts),
+ * never mounted, so a vfat cache can never write back over mtools' changes.
+ */
+export const MOUNTABLE_FS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -239,6 +243,8 @@ export async function mountGuest(
       what: string,
     ) => {
       if (!mountpoint || !mountpoint.startsWith('/')) return;
+      // The ESP (/boot/efi) is reached through mtools, not a mount: nothing to warn about.
+      if (fsType === 'vfat') return;
       if (!fsType || !MOUNTABLE_FS.has(fsType)) {
         warn(`${what} (${fsType ?? 'unknown'}) for ${mountpoint} cannot be mounted here: it is copied as it is`);
         return;

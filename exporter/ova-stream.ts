@@ -37,6 +37,8 @@ export interface OvaStreamOptions {
   ganetiOs?: string;
   /** A warm pass (p2v-export --warm): tagged WARM_PASS_TAG so the stager keeps it as a base only. */
   warm?: boolean;
+  /** How the instance boots (fixups/boot-mode.ts decideBoot); written to the descriptor when known. */
+  firmware?: 'uefi' | 'bios';
   /** The stream phase's meter, made once the total (the data bytes to read) is known. */
   meter: (totalData: number) => Progress;
 }
@@ -92,6 +94,7 @@ export function describeMachine(
     disks,
     networks: ['default'],
     nics: inspection.machine.nics.map((n) => ({ network: 'default', mac: n.mac, model: 'virtio' })),
+    ...(opts.firmware ? { firmware: opts.firmware === 'uefi' ? ('efi' as const) : ('bios' as const) } : {}),
     ganeti: {
       os: opts.ganetiOs ?? 'p2v-image+default',
       hypervisor: opts.fixups.hypervisor,

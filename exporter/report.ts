@@ -50,6 +50,7 @@ export function formatReport(r: ExportReport): string {
   for (const f of r.fit ?? [])
     lines.push(`  fitted:    ${f.lines[0]}`, ...f.lines.slice(1).map((l) => `           ${l}`));
   const changes = r.fixups.flatMap((f) => f.summary.map((s) => `${f.fixup}: ${s}`));
+  if (r.boot?.firmware) lines.push(`  boots:     ${r.boot.reason}`);
   lines.push(`  fixups:    ${changes.length ? changes.length + ' change(s)' : 'none'}`);
   for (const c of changes) lines.push(`             - ${c}`);
   if (r.sparsify) for (const w of r.sparsify.warnings ?? []) lines.push(`  warning:   ${w}`);

@@ -233,6 +233,9 @@ export async function sparsify(
         fsType: p.fsType,
         trimmedBytes: trimmed,
       });
+    } else if (p.fsType === 'vfat') {
+      // The ESP is never mounted (guest/esp.ts): small, and copied whole on purpose.
+      log.info(`the FAT filesystem on ${where} is copied whole (not mounted, so not trimmed)`);
     } else {
       warn(`the ${p.fsType} on ${where} cannot be mounted here: it is copied whole`);
     }

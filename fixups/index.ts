@@ -8,4 +8,7 @@ export { ipConfig } from './ip-config.js';
 export { initramfsDrivers } from './initramfs-drivers.js';
 export { selinuxRelabel } from './selinux-relabel.js';
 export { siteHooks } from './site-hooks.js';
+export { uefiFallback } from './uefi-fallback.js';
+export { biosBoot } from './bios-boot.js';
+export { decideBoot, type BootChoice, type BootDecision } from './boot-mode.js';
 export { GuestFiles } from './guest-files.js';

@@ -39,6 +39,11 @@ import { networkIdentity } from './network-identity.js';
 import { serialConsole } from './serial-console.js';
 import { selinuxRelabel } from './selinux-relabel.js';
 import { runHook, siteHooks } from './site-hooks.js';
+import { espOf, uefiFallback } from './uefi-fallback.js';
+import { biosBoot } from './bios-boot.js';
+import { createHash } from 'node:crypto';
+import { runText } from '../lib/run.js';
+import { printable } from '../lib/text.js';
 import type { Change, Fixup, FixupContext, FixupInput, HypervisorProfile, PlannedFixup } from './types.js';
 
 /**
@@ -53,6 +58,8 @@ export const FIXUPS: readonly Fixup[] = [
   networkIdentity,
   hostname,
   ipConfig,
+  uefiFallback,
+  biosBoot,
   initramfsDrivers,
   selinuxRelabel,
   siteHooks,
@@ -164,6 +171,59 @@ async function applyChroot(ctx: FixupInput, c: Extract<Change, { kind: 'chroot' 
   return `ran in the guest: ${quoteArgv(c.argv)} (${c.reason})`;
 }
 
+async function applyEspCopy(ctx: FixupInput, c: Extract<Change, { kind: 'esp-copy' }>): Promise<string> {
+  const esp = espOf(ctx);
+  const data = await esp.read(c.from);
+  if (data === null || createHash('sha256').update(data).digest('hex') !== c.sha256) throw changedSincePlan(c.from);
+  await esp.write(c.to, data);
+  return `ESP: copied ${printable(c.from)} -> ${printable(c.to)}`;
+}
+
+/**
+ * GRUB's boot.img and core.img from guest dir `c.dir` onto exported disk
+ * `c.disk`, by the guest's grub-bios-setup in a chroot. The disk is a loop
+ * device over the whole overlay file ((hd0) in the device map; GRUB reads
+ * the partition table itself), and the filesystem holding `c.dir` is the
+ * loop device it is mounted from ((hd1)): grub-bios-setup insists on naming
+ * that one too.
+ */
+async function applyBiosSetup(ctx: FixupInput, c: Extract<Change, { kind: 'bios-setup' }>, scope: Scope) {
+  const file = ctx.diskFiles?.[c.disk];
+  const room = ctx.inspection.boot?.biosBoot?.size;
+  if (!file || room === undefined)
+    throw new P2vError('FIXUP', 'bios-boot: the boot disk is not reachable', {
+      hint: 'this is a bug: the supervisor must pass the exported disks as files',
+    });
+  const dir = await resolveGuestPath(ctx.root, c.dir);
+  const core = await stat(join(dir, 'core.img'));
+  if (core.size > room)
+    throw new P2vError(
+      'FIXUP',
+      `bios-boot: GRUB's core image is ${core.size} bytes and its place on disk ${c.disk} holds ${room}`,
+      { hint: 'export with --boot uefi, or make room for GRUB on the source (a 1 MiB BIOS boot partition)' },
+    );
+  const disk = await runText('losetup', ['--find', '--show', file], { what: `attaching disk ${c.disk} for GRUB` });
+  const detach = scope.onExit(`detach ${disk}`, () => run('losetup', ['-d', disk]).then(() => undefined));
+  const fsDevice = await runText('findmnt', ['-n', '-o', 'SOURCE', '--target', dir], {
+    what: `finding the device of ${c.dir}`,
+  });
+  const map = join(dir, 'p2v-device.map');
+  await rm(map, { force: true });
+  // 'wx': a file we make, never one a link in the guest points at.
+  await writeFile(map, `(hd0) ${disk}\n(hd1) ${fsDevice}\n`, { flag: 'wx', mode: 0o644 });
+  try {
+    await applyChroot(ctx, {
+      kind: 'chroot',
+      argv: [c.setup, '-d', c.dir, '-m', `${c.dir}/p2v-device.map`, disk],
+      reason: c.reason,
+    });
+  } finally {
+    await rm(map, { force: true });
+    await detach.run();
+  }
+  return `installed GRUB for BIOS on disk ${c.disk} (${c.reason})`;
+}
+
 interface ApplyState {
   apiMounted: boolean;
   inspectionFile: string | undefined;
@@ -190,6 +250,14 @@ async function applyChange(
         state.apiMounted = true;
       }
       return await applyChroot(ctx, c);
+    case 'esp-copy':
+      return await applyEspCopy(ctx, c);
+    case 'bios-setup':
+      if (!state.apiMounted) {
+        await mountApi(ctx.root, scope);
+        state.apiMounted = true;
+      }
+      return await applyBiosSetup(ctx, c, scope);
     case 'hook':
       if (state.inspectionFile === undefined) {
         const dir = await mkdtemp(join(tmpdir(), 'p2v-hooks-'));
@@ -267,6 +335,12 @@ export function renderDryRun(planned: readonly PlannedFixup[]): string {
           break;
         case 'hook':
           out.push(`hook: ${c.path}  # ${c.reason}`);
+          break;
+        case 'esp-copy':
+          out.push(`ESP: copy ${printable(c.from)} -> ${printable(c.to)}  # ${c.reason}`);
+          break;
+        case 'bios-setup':
+          out.push(`bios-setup: ${c.setup} on disk ${c.disk} from ${c.dir}  # ${c.reason}`);
           break;
       }
     }

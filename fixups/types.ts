@@ -25,6 +25,8 @@ export interface FixupOptions {
   dhcp?: boolean;
   /** Directory of site hook executables. */
   hooksDir?: string;
+  /** --boot: how the instance boots (fixups/boot-mode.ts); auto when absent. */
+  boot?: 'bios' | 'uefi' | 'auto';
 }
 
 /** What the supervisor hands the runner (planFixups, applyFixups). */
@@ -35,6 +37,12 @@ export interface FixupInput {
   inspection: Inspection;
   options: FixupOptions;
   log: Logger;
+  /**
+   * Each exported disk as a host file (the overlay's nbdfuse view), by --disk
+   * index: the ESP is read and written there with mtools (guest/esp.ts), and
+   * GRUB's BIOS boot code is installed on disk 0 through it.
+   */
+  diskFiles?: string[];
 }
 
 /**
@@ -54,7 +62,14 @@ export type Change =
   /** A command run in a chroot of the guest (initramfs rebuild). */
   | { kind: 'chroot'; argv: string[]; reason: string }
   /** A command run on the host with the guest root in its environment (site hooks). */
-  | { kind: 'hook'; path: string; reason: string };
+  | { kind: 'hook'; path: string; reason: string }
+  /** Copy a file on the EFI system partition (ESP paths; `sha256` of what was planned from). */
+  | { kind: 'esp-copy'; from: string; to: string; sha256: string; reason: string }
+  /**
+   * GRUB's boot.img and core.img (both in the guest directory `dir`) installed
+   * on exported disk `disk` with the guest's own grub-bios-setup, in a chroot.
+   */
+  | { kind: 'bios-setup'; disk: number; dir: string; setup: string; reason: string };
 
 export interface PlannedFixup {
   fixup: string;

@@ -163,12 +163,67 @@ export interface InspectedVolumeGroup {
   asIs?: string;
 }
 
+/**
+ * How the guest boots, read from its disks (guest/inspect/firmware.ts):
+ * an EFI system partition with loaders, and/or a BIOS boot path (boot code
+ * in the MBR with GRUB's core where it belongs). `p2v-export --boot` decides
+ * from it (fixups/boot-mode.ts).
+ *
+ *   uefi     an ESP with at least one loader, no BIOS boot path
+ *   bios     a BIOS boot path, no ESP loader
+ *   both     both (a hybrid image, or a machine installed in one mode and prepared for the other)
+ *   unknown  neither was found
+ */
+export type Firmware = 'uefi' | 'bios' | 'both' | 'unknown';
+
+/** The loader the removable-media fallback path should start, from the guest's own files on the ESP. */
+export interface EfiBootloader {
+  kind: 'shim' | 'grub' | 'systemd-boot';
+  /** The ESP directory it lives in: "/EFI/debian". */
+  dir: string;
+  /** The file the firmware starts: "/EFI/debian/shimx64.efi". */
+  loader: string;
+  /** The files that must sit beside it (shim's grubx64.efi and mmx64.efi, grub's grub.cfg). */
+  companions: string[];
+}
+
+export interface InspectedBoot {
+  firmware: Firmware;
+  /** The EFI system partition (GPT type C12A7328-…, MBR type ef) holding a FAT filesystem; on the boot disk first. */
+  esp?: { disk: number; partition: number; offset: number; size: number };
+  /** Every *.efi under /EFI/<vendor>/ on the ESP (not /EFI/BOOT): "/EFI/debian/shimx64.efi". */
+  efiLoaders: string[];
+  /** The removable-media path, when present: "/EFI/BOOT/BOOTX64.EFI" as the ESP spells it. */
+  fallbackLoader?: string;
+  /** What the fallback path should start; absent when no loader fits (then --boot uefi is refused). */
+  efiBootloader?: EfiBootloader;
+  /**
+   * Where GRUB's BIOS core can live on the boot disk (disk 0), whether or not
+   * it is there now: a BIOS boot partition (GPT, type 21686148-…) or the gap
+   * between the MBR and the first partition (MBR tables).
+   */
+  biosBoot?: {
+    kind: 'bios-boot-partition' | 'mbr-gap';
+    /** The BIOS boot partition's number (GPT). */
+    partition?: number;
+    offset: number;
+    /** Bytes available for core.img. */
+    size: number;
+    /** Boot code in the MBR and a core where it belongs: the disk boots with BIOS now. */
+    installed: boolean;
+  };
+  /** The guest has GRUB's BIOS modules (/usr/lib/grub/i386-pc, grub-pc-bin) and grub-mkimage: it can be given a BIOS boot path. */
+  grubPc: boolean;
+}
+
 /** Everything inspection learned. `os` is absent for data-only disks. */
 export interface Inspection {
   disks: InspectedDisk[];
   /** LVM volume groups found on the disks' PVs (absent: none). */
   volumeGroups?: InspectedVolumeGroup[];
   os?: InspectedOs;
+  /** How the guest boots (absent for data-only disks). */
+  boot?: InspectedBoot;
   machine: MachineFacts;
   /** Non-fatal findings, e.g. "filesystem on sda3 cannot be mounted: copied whole". */
   warnings: string[];

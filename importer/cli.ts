@@ -17,7 +17,7 @@ import { createLogger, type Logger } from '../lib/log.js';
 import { closeProgressOut, openProgressFd, PhaseReporter } from '../lib/progress.js';
 import { run } from '../lib/run.js';
 import { toolVersion } from '../lib/version.js';
-import { checkGanetiDefaults } from './config-ini.js';
+import { checkGanetiDefaults, checkUefiKvmExtra } from './config-ini.js';
 import { parseClientCommand, type ClientRequest } from './forced-command.js';
 import { importFromStaged } from './from-staged.js';
 import { formatStagedList, listStaged, removeStaged } from './housekeeping.js';
@@ -55,6 +55,7 @@ interface CliOptions {
   name?: string;
   os?: string;
   hypervisor?: string;
+  uefiKvmExtra?: string;
   nicMode?: string;
   nicLink?: string;
   diskSize?: string;
@@ -112,6 +113,7 @@ export function buildCommand(): Command {
     .option('--name <name>', 'instance name (else the descriptor’s, made valid)')
     .option('--os <os+variant>', `Ganeti OS when none is named (${DEFAULT_OS})`)
     .option('--hypervisor <hv>', `Ganeti hypervisor when none is named (${DEFAULT_HYPERVISOR})`)
+    .option('--uefi-kvm-extra <args>', 'kvm_extra of UEFI machines (OVMF)')
     .option('--nic-mode <mode>', `Ganeti NIC mode when none is named (${DEFAULT_NIC_MODE})`)
     .option('--nic-link <link>', `Ganeti NIC link when none is named (${DEFAULT_NIC_LINK})`);
 
@@ -273,6 +275,7 @@ export async function main(argv: string[]): Promise<void> {
       os: o.os ?? DEFAULT_OS,
       hypervisor: o.hypervisor ?? DEFAULT_HYPERVISOR,
       nic: { mode: o.nicMode ?? DEFAULT_NIC_MODE, link: o.nicLink ?? DEFAULT_NIC_LINK },
+      ...(o.uefiKvmExtra !== undefined ? { uefiKvmExtra: checkUefiKvmExtra(o.uefiKvmExtra) } : {}),
     };
     checkGanetiDefaults(ganeti);
     const name = client.name ?? (o.name !== undefined ? checkInstanceName(o.name) : undefined);

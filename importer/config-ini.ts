@@ -9,6 +9,11 @@
  * gnt:Hypervisor/Parameters and OS parameters are deliberately NOT carried
  * (kvm_extra and friends would let an image choose the host's qemu command
  * line); the operator sets those with gnt-backup import -H/-O.
+ *
+ * The one hypervisor parameter written here is ours, not the stream's: a
+ * machine whose descriptor says firmware "efi" (a fact about the guest) gets
+ * `[hypervisor] kvm_extra` = the fixed OVMF value below, or the admin's
+ * `p2v-import --uefi-kvm-extra` (docs/design-uefi.md).
  */
 import { P2vError } from '../lib/errors.js';
 import type { MachineDescription } from '../ovf/types.js';
@@ -27,6 +32,62 @@ export interface ConfigIniInput {
   /** Hypervisor when the descriptor's Ganeti section names none. */
   defaultHypervisor: string;
   nic: NicDefaults;
+  /** kvm_extra for a UEFI machine (the admin's --uefi-kvm-extra); DEFAULT_UEFI_KVM_EXTRA when absent. */
+  uefiKvmExtra?: string;
+}
+
+/**
+ * How Ganeti 3.0's kvm hypervisor (which has no firmware parameter) boots a
+ * UEFI guest: OVMF's 4 MiB code image read-only and its empty variable store
+ * with snapshot=on, as two pflash drives. No per-instance file: the guest
+ * boots through the removable-media path and loses nothing when the
+ * variables are thrown away at power-off. The 4 MiB pair is what Debian 12
+ * and 13 and Ubuntu 22.04+ all ship (Debian 13 dropped the 2 MiB
+ * OVMF_CODE.fd/OVMF_VARS.fd). Hypervisor parameters are split on single
+ * spaces by Ganeti, so no argument may hold one.
+ */
+export const DEFAULT_UEFI_KVM_EXTRA =
+  '-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd ' +
+  '-drive if=pflash,format=raw,unit=1,snapshot=on,file=/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+/** The [hypervisor] entries the firmware asks for, and what to tell the admin about them. */
+export function firmwareParams(
+  firmware: MachineDescription['firmware'],
+  hypervisor: string,
+  uefiKvmExtra: string | undefined,
+): { params: Record<string, string>; notes: string[] } {
+  if (firmware !== 'efi') return { params: {}, notes: [] };
+  if (hypervisor === 'kvm') {
+    const value = uefiKvmExtra ?? DEFAULT_UEFI_KVM_EXTRA;
+    return {
+      params: { kvm_extra: value },
+      notes: [
+        `the machine boots with UEFI: config.ini sets kvm_extra = ${value} (the nodes need the ovmf package)`,
+        "this instance's kvm_extra replaces the cluster's: if the cluster sets one (e.g. -accel tcg), merge it with --uefi-kvm-extra or gnt-backup import -H kvm:kvm_extra=…",
+      ],
+    };
+  }
+  if (hypervisor === 'fake')
+    return {
+      params: {},
+      notes: ['the machine boots with UEFI; the fake hypervisor boots nothing, so no OVMF parameter is written'],
+    };
+  throw new P2vError(
+    'POLICY',
+    `the machine boots with UEFI, which Ganeti 3.0 offers only on kvm, not on ${hypervisor}`,
+    {
+      hint: 'import it with --hypervisor kvm, or export it again with p2v-export --boot bios (converts it to BIOS boot where it can)',
+    },
+  );
+}
+
+/** --uefi-kvm-extra: one line of qemu arguments separated by single spaces (Ganeti splits on them). */
+export function checkUefiKvmExtra(v: string): string {
+  if (v.trim() === '' || /[\r\n\0]/.test(v) || /\s\s|^\s|\s$|\t/.test(v))
+    throw new P2vError('USAGE', `invalid --uefi-kvm-extra "${v.slice(0, 64)}"`, {
+      hint: 'give qemu arguments separated by single spaces, e.g. "-bios /usr/share/ovmf/OVMF.fd"',
+    });
+  return v;
 }
 
 const OS_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*(\+[A-Za-z0-9_.-]+)?$/;
@@ -95,6 +156,11 @@ export function buildConfigIni(input: ConfigIniInput): string {
   });
   lines.push('', '[backend]', `memory = ${machine.memoryMiB}`, `vcpus = ${machine.cpus}`);
   if (gnt?.autoBalance !== undefined) lines.push(`auto_balance = ${gnt.autoBalance ? 'True' : 'False'}`);
+  const { params } = firmwareParams(machine.firmware, hypervisor, input.uefiKvmExtra);
+  if (Object.keys(params).length) {
+    lines.push('', '[hypervisor]');
+    for (const [k, v] of Object.entries(params)) lines.push(`${k} = ${iniValue(v)}`);
+  }
   return lines.join('\n') + '\n';
 }
 

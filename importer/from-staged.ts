@@ -37,6 +37,8 @@ export interface FromStagedRequest extends PhaseReporting {
   os: string;
   hypervisor: string;
   nic: NicDefaults;
+  /** --uefi-kvm-extra (config-ini.ts). */
+  uefiKvmExtra?: string;
   keepStaged?: boolean;
   logger: Logger;
 }
@@ -147,6 +149,7 @@ export async function importFromStaged(req: FromStagedRequest): Promise<ImportRe
       os: req.os,
       hypervisor: req.hypervisor,
       nic: req.nic,
+      uefiKvmExtra: req.uefiKvmExtra,
       logger: req.logger,
       phases: req.phases,
     });

@@ -9,7 +9,8 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildConfigIni } from './config-ini.js';
+import { buildConfigIni, firmwareParams } from './config-ini.js';
+import type { Logger } from '../lib/log.js';
 import { fsStep } from './fs-errors.js';
 import { estimateOutputBytes } from './output-plan.js';
 import { checkNameFree, placeDir, placeRawDisk, writeNewFile, withWorkDir, type OutputPlace } from './place.js';
@@ -19,6 +20,9 @@ export interface GanetiExportOptions {
   os: string;
   hypervisor: string;
   nic: NicDefaults;
+  /** --uefi-kvm-extra: the admin's kvm_extra for UEFI machines (config-ini.ts DEFAULT_UEFI_KVM_EXTRA otherwise). */
+  uefiKvmExtra?: string;
+  logger?: Logger;
 }
 
 export function dumpName(index: number): string {
@@ -41,7 +45,10 @@ export async function writeGanetiExport(
     defaultOs: opts.os,
     defaultHypervisor: opts.hypervisor,
     nic: opts.nic,
+    uefiKvmExtra: opts.uefiKvmExtra,
   });
+  const hv = staged.machine.ganeti?.hypervisor ?? opts.hypervisor;
+  for (const note of firmwareParams(staged.machine.firmware, hv, opts.uefiKvmExtra).notes) opts.logger?.info(note);
   await checkNameFree(place, name);
   // Only a copy (staging on another filesystem) takes space; a hard link takes none and cannot fill it.
   const needed = estimateOutputBytes(

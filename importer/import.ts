@@ -19,6 +19,8 @@ import { P2vError } from '../lib/errors.js';
 
 export interface ImportRunOptions extends ImportRequest {
   hypervisor: string;
+  /** --uefi-kvm-extra (config-ini.ts). */
+  uefiKvmExtra?: string;
 }
 
 export async function importOva(req: ImportRunOptions): Promise<ImportResult> {
@@ -74,6 +76,7 @@ async function receiveAndWrite(
       os: req.os,
       hypervisor: req.hypervisor,
       nic: req.nic,
+      uefiKvmExtra: req.uefiKvmExtra,
       logger: req.logger,
       phases: req.phases,
       places,

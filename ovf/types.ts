@@ -96,6 +96,13 @@ export interface MachineDescription {
   networks: string[];
   nics: OvfNic[];
   ganeti?: GanetiSection;
+  /**
+   * The firmware the machine boots with, a fact about the guest (never a
+   * hypervisor parameter): written as VMware's vmw:Config key "firmware",
+   * read from that and from VirtualBox's vbox:Machine Hardware/Firmware.
+   * Absent: not said (BIOS, for every hypervisor we know).
+   */
+  firmware?: 'efi' | 'bios';
   /** Which tool wrote the descriptor, when recognisable. */
   producer?: 'ganeti-p2v' | 'ganeti' | 'vmware' | 'virtualbox' | 'unknown';
   /** OVF version of the envelope read: "1.0", "1.1", "2.0". */

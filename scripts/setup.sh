@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 BASE_PKGS=(qemu-utils nbdkit nbdfuse libnbd-bin e2fsprogs fdisk util-linux mount
   libxml2-utils fuse3 cpio zstd xz-utils gzip tar openssh-server openssh-client
   dosfstools busybox-static lz4 iproute2 dash curl debootstrap
-  xfsprogs xfsdump btrfs-progs rsync acl attr lvm2 cryptsetup-bin)
+  xfsprogs xfsdump btrfs-progs rsync acl attr lvm2 cryptsetup-bin
+  mtools ovmf grub-efi-amd64-bin grub-pc-bin)
 SLOW_PKGS=(qemu-system-x86 grub-pc-bin grub2-common socat python3 linux-image-amd64)
 
 pkgs=("${BASE_PKGS[@]}")

@@ -12,7 +12,9 @@
  *   4. mount the whole guest read-only as its fstab says and look at kernels
  *      and their initramfs images, initramfs tool, bootloader, init system,
  *      network configuration (detect.ts); then decide the device map again
- *      with crypttab, RESUME= and the kernel command lines as more evidence.
+ *      with crypttab, RESUME= and the kernel command lines as more evidence;
+ *   5. how it boots: the EFI system partition's loaders (read with mtools),
+ *      the BIOS boot path, GRUB's BIOS files in the guest (firmware.ts).
  *
  * The live machine (vCPUs, memory, NICs) is not guest knowledge: the caller
  * passes it in (exporter/live-machine.ts), as it passes the GuestMounter.
@@ -32,7 +34,8 @@ import {
   kernelArgReferences,
   resumeReferences,
 } from '../references.js';
-import type { InspectedDisk, InspectedOs, Inspection, MachineFacts } from '../types.js';
+import type { InspectedBoot, InspectedDisk, InspectedOs, Inspection, MachineFacts } from '../types.js';
+import { findBoot } from './firmware.js';
 import { inspectDisk, probeFilesystem, type DiskImage } from './disks.js';
 import { findVolume, pvRegions, readVolumeGroups, unsupportedLayouts } from '../lvm/index.js';
 import { open } from 'node:fs/promises';
@@ -175,6 +178,7 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
   // Look at the whole guest as it boots, with /boot, /usr … mounted from its fstab.
   const gm = await opts.mounter.mountGuest({ disks: inspected, ...lvm, machine, warnings }, warn);
   let os: InspectedOs;
+  let howBoots: InspectedBoot;
   try {
     const tree = new GuestTree(gm.root);
     const kernels = await findKernels(tree);
@@ -205,6 +209,16 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
       root: root.ref,
       deviceMap,
     };
+    howBoots = await findBoot({
+      disks: inspected,
+      paths: disks.map((d) => d.path),
+      read: (disk, offset, length) => readRange(disks[disk]!.path, offset, length),
+      tree,
+      distro: os.distro,
+      warn,
+    });
+    // systemd-boot's loader.conf is on the ESP, which is not mounted: the ESP's own loader says it.
+    if (os.bootloader === 'unknown' && howBoots.efiBootloader?.kind === 'systemd-boot') os.bootloader = 'systemd-boot';
   } finally {
     await gm.unmountAll();
   }
@@ -227,7 +241,7 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
     );
   for (const k of os.kernels) if (!k.hasModules) warn(`kernel ${k.version} has no /lib/modules/${k.version}`);
   log.info(
-    `found ${os.prettyName} on disk ${os.root.disk} partition ${os.root.partition}, ${os.kernels.length} kernel(s), ${os.bootloader}`,
+    `found ${os.prettyName} on disk ${os.root.disk} partition ${os.root.partition}, ${os.kernels.length} kernel(s), ${os.bootloader}, boots with ${howBoots.firmware === 'both' ? 'UEFI and BIOS' : howBoots.firmware === 'unknown' ? 'no boot path found' : howBoots.firmware.toUpperCase()}`,
   );
-  return { disks: inspected, ...lvm, os, machine, warnings };
+  return { disks: inspected, ...lvm, os, boot: howBoots, machine, warnings };
 }

@@ -179,7 +179,7 @@ function hardware(m: MachineDescription): Obj {
       ]),
     );
   });
-  return {
+  const hw: Obj = {
     Info: 'Virtual hardware requirements',
     System: {
       'vssd:ElementName': 'Virtual Hardware Family',
@@ -189,6 +189,10 @@ function hardware(m: MachineDescription): Obj {
     },
     Item: items,
   };
+  // The firmware as VMware writes it (other tools ignore it: ovf:required="false"); the schema allows
+  // elements of other namespaces after the Items.
+  if (m.firmware) hw['vmw:Config'] = { $: { 'ovf:required': 'false', 'vmw:key': 'firmware', 'vmw:value': m.firmware } };
+  return hw;
 }
 
 /**
@@ -211,6 +215,7 @@ export function buildDescriptor(m: MachineDescription, opts: BuildOptions = {}):
     'xmlns:xsi': NS.xsi,
   };
   if (m.ganeti) envelopeAttrs['xmlns:gnt'] = NS.gnt;
+  if (m.firmware) envelopeAttrs['xmlns:vmw'] = NS.vmw;
 
   const files = m.files.map((f) => {
     const a: Obj = { 'ovf:id': f.id, 'ovf:href': f.href };

@@ -232,6 +232,29 @@ function placeDisks(entries: readonly DiskEntry[], hw: Hardware): OvfDisk[] {
   });
 }
 
+/**
+ * The firmware other makers' descriptors name: VMware's
+ * `<vmw:Config vmw:key="firmware" vmw:value="efi|bios"/>` in a
+ * VirtualHardwareSection, VirtualBox's `<vbox:Machine>` …
+ * `<Hardware><Firmware type="EFI|EFI64|BIOS"/>`. OVF itself (DSP0243) has no
+ * such field. A value we do not know says nothing.
+ */
+function readFirmware(vs: XmlNode, O: readonly string[]): 'efi' | 'bios' | undefined {
+  for (const section of childrenNamed(vs, O, 'VirtualHardwareSection'))
+    for (const c of childrenNamed(section, [NS.vmw], 'Config'))
+      if (attr(c, [NS.vmw], 'key') === 'firmware') {
+        const v = attr(c, [NS.vmw], 'value')?.trim().toLowerCase();
+        if (v === 'efi' || v === 'bios') return v;
+      }
+  const machine = childNamed(vs, [NS.vbox], 'Machine');
+  // Inside vbox:Machine, VirtualBox writes its own elements unprefixed: match them by name whatever the namespace.
+  const hardware = machine?.children.find((c) => c.local === 'Hardware');
+  const type = hardware?.children.find((c) => c.local === 'Firmware')?.attrs.find((a) => a.local === 'type')?.value;
+  if (type && /^efi/i.test(type.trim())) return 'efi';
+  if (type && /^bios$/i.test(type.trim())) return 'bios';
+  return undefined;
+}
+
 function declaredNamespaces(node: XmlNode): Set<string> {
   return new Set(
     node.attrs.filter((a) => a.uri === NS.xmlns || (a.uri === '' && a.local === 'xmlns')).map((a) => a.value),
@@ -306,6 +329,9 @@ export function parseDescriptor(xml: string, opts: ParseOptions = {}): MachineDe
     nics,
     ovfVersion,
   };
+
+  const firmware = readFirmware(vs, O);
+  if (firmware) m.firmware = firmware;
 
   const annotation = childNamed(vs, O, 'AnnotationSection');
   const annotationText = annotation && childNamed(annotation, O, 'Annotation')?.text;

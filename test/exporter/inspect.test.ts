@@ -118,6 +118,13 @@ describe('inspect', () => {
             conflicts: [],
           },
         },
+        // sfdisk writes no boot code: a BIOS place (the MBR gap) but nothing installed, and no ESP.
+        boot: {
+          firmware: 'unknown',
+          efiLoaders: [],
+          biosBoot: { kind: 'mbr-gap', offset: 512, size: 1024 * 1024 - 512, installed: false },
+          grubPc: false,
+        },
         machine: MACHINE,
         warnings: [],
       });

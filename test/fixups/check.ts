@@ -14,7 +14,10 @@ export function writes(p: PlannedFixup): Record<string, string> {
 }
 
 export function kinds(p: PlannedFixup): string[] {
-  return p.changes.map((c: Change) => `${c.kind} ${'path' in c ? c.path : c.argv.join(' ')}`);
+  return p.changes.map(
+    (c: Change) =>
+      `${c.kind} ${'path' in c ? c.path : 'argv' in c ? c.argv.join(' ') : 'to' in c ? `${c.from} -> ${c.to}` : c.dir}`,
+  );
 }
 
 /**

@@ -26,6 +26,8 @@ describe('fixup runner', () => {
       'network-identity',
       'hostname',
       'ip-config',
+      'uefi-fallback',
+      'bios-boot',
       'initramfs-drivers',
       'selinux-relabel',
       'site-hooks',

@@ -218,6 +218,8 @@ describe('parseDescriptor on virt-v2v test descriptors (VMware vSphere exports)'
       ],
       networks: ['VM Network'],
       nics: [{ network: 'VM Network', model: 'E1000' }],
+      // vSphere writes <vmw:Config vmw:key="firmware" vmw:value="bios"/>.
+      firmware: 'bios',
       producer: 'vmware',
       ovfVersion: '1.0',
     } satisfies MachineDescription);
