@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything ganeti-p2v needs on this machine, then builds it.
 #   scripts/setup.sh          npm packages + the Debian packages of the default suite
-#   scripts/setup.sh --slow   also what the slow suite needs (qemu-system, grub, a kernel)
+#   scripts/setup.sh --slow   also what the slow suite needs (qemu-system, grub, a kernel, OVMF, mtools)
 # Debian packages are installed with apt-get only when missing and only as root;
 # otherwise the missing ones are listed and the script fails.
 set -euo pipefail
@@ -11,7 +11,7 @@ BASE_PKGS=(qemu-utils nbdkit nbdfuse libnbd-bin e2fsprogs fdisk util-linux mount
   libxml2-utils fuse3 cpio zstd xz-utils gzip tar openssh-server openssh-client
   dosfstools busybox-static lz4 iproute2 dash curl debootstrap
   xfsprogs xfsdump btrfs-progs rsync acl attr lvm2 cryptsetup-bin)
-SLOW_PKGS=(qemu-system-x86 grub-pc-bin grub2-common socat python3 linux-image-amd64)
+SLOW_PKGS=(qemu-system-x86 grub-pc-bin grub2-common socat python3 linux-image-amd64 ovmf mtools)
 
 pkgs=("${BASE_PKGS[@]}")
 if [ "${1:-}" = "--slow" ]; then pkgs+=("${SLOW_PKGS[@]}"); fi

@@ -6,7 +6,7 @@
  *
  *   const r = await bootToLogin({ disk, hostname: 'uefinew', firmware: { kvmExtra }, log, mac });
  *   r.seconds   from qemu's start to the login prompt
- *   r.console   the serial console text (\r removed)
+ *   r.console   the serial console text (\r and terminal escape sequences removed)
  *
  * firmware:
  *   'bios'           qemu's own SeaBIOS;
@@ -113,7 +113,7 @@ export async function bootToLogin(opts: BootOptions): Promise<BootResult> {
     [SERIAL_WAIT_SCRIPT, opts.log, `${opts.log}.wait`, String(timeoutS), `${opts.hostname} login:|${FATAL}`],
     { reject: false, all: true },
   );
-  const text = async () => (await readFile(opts.log, 'utf8').catch(() => '')).replace(/\r/g, '');
+  const text = async () => plainConsole(await readFile(opts.log, 'utf8').catch(() => ''));
   try {
     const first = await Promise.race([wait.then(() => 'wait' as const), qemu.then(() => 'qemu' as const)]);
     const seconds = (performance.now() - t0) / 1000;
@@ -136,6 +136,12 @@ export async function bootToLogin(opts: BootOptions): Promise<BootResult> {
     if (qemu.exitCode === null) qemu.kill('SIGKILL');
     await Promise.allSettled([wait, qemu]);
   }
+}
+
+/** Console text without \r and without the terminal escape sequences OVMF, GRUB and systemd colour it with. */
+export function plainConsole(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\r/g, '').replace(/\x1b(\[[0-9;?=]*[A-Za-z]|[()][A-Za-z0-9])/g, '');
 }
 
 /** OVMF's boot manager lines ("BdsDxe: loading|starting|failed to load Boot0001 "…" from <device path>"). */
