@@ -15,13 +15,16 @@
  *       config.ini's [hypervisor] section asks for, no NVRAM entry, no
  *       startup.nsh): OVMF must start the disk's own removable-media path
  *       (\EFI\BOOT\BOOTX64.EFI), never its UEFI shell, to "uefinew login:";
- *   (c) exported the same way with --boot bios and booted under SeaBIOS
- *       (no OVMF) to "biosnew login:".
+ *   (c) exported the same way with --boot bios: refused, since GRUB for BIOS
+ *       has nowhere to go on a GPT disk without a BIOS boot partition (the
+ *       exporter does not repartition); then from a copy with the 1 MiB BIOS
+ *       boot partition an admin adds, and booted under SeaBIOS (no OVMF) to
+ *       "biosnew login:".
  *
  * The three run side by side (describe.concurrent) to spend the TCG minutes
  * once. The export source is never written (its sha256 is checked).
  */
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,11 +34,20 @@ import {
   buildUefiMachine,
   espFiles,
   PHYS_HOSTNAME,
+  withBiosBootPartition,
   withFirmwareEntryStandIn,
   type UefiMachine,
 } from '../helpers/uefi-guest.js';
 import { ESP_TYPE } from '../helpers/debian-image.js';
-import { expectNoLeftovers, expectPipelineOk, sh, sha256File, shellPipeline, tool } from './support.js';
+import {
+  expectNoLeftovers,
+  expectPipelineOk,
+  sh,
+  sha256File,
+  shellPipeline,
+  tool,
+  type PipelineResult,
+} from './support.js';
 
 const UEFI_NEW = 'uefinew';
 const BIOS_NEW = 'biosnew';
@@ -79,14 +91,17 @@ async function espOffset(disk: string): Promise<number> {
 }
 
 /**
- * Export the machine through a read-only loop device (the live system sees
- * loopN, the guest sda) with `--boot BOOT`, into a Ganeti export dir.
+ * `p2v-export --disk /dev/loopN --boot BOOT --hypervisor kvm --hostname NAME --ovf | p2v-import --ganeti-export DIR`
+ * with `source` on a read-only loop device (the live system sees loopN, the
+ * guest sda). Whatever the outcome: nothing of the export is left in its
+ * TMPDIR, and the source is unchanged.
  */
-async function exportForKvm(boot: 'uefi' | 'bios', name: string): Promise<{ raw: string; ini: Ini }> {
-  const tmp = join(work, `tmp-${name}`);
+async function exportForKvm(source: string, boot: 'uefi' | 'bios', name: string): Promise<PipelineResult> {
+  const tmp = join(work, `tmp-${name}-${boot}`);
   await mkdir(tmp, { recursive: true });
-  const loop = String((await execa('losetup', ['--find', '--show', '--read-only', machine.path])).stdout).trim();
-  let r;
+  const before = source === machine.path ? sourceSha : await sha256File(source);
+  const loop = String((await execa('losetup', ['--find', '--show', '--read-only', source])).stdout).trim();
+  let r: PipelineResult;
   try {
     r = await shellPipeline(
       `${tool('p2v-export')} ${sh('--disk', loop, '--boot', boot, '--hypervisor', 'kvm', '--hostname', name, '--ovf', '--progress', 'none')}` +
@@ -96,10 +111,14 @@ async function exportForKvm(boot: 'uefi' | 'bios', name: string): Promise<{ raw:
   } finally {
     await execa('losetup', ['-d', loop], { reject: false });
   }
-  expectPipelineOk(r);
-  process.stderr.write(`uefi-boot: export --boot ${boot} took ${r.seconds.toFixed(1)} s\n${r.stderr}`);
+  process.stderr.write(`uefi-boot: export --boot ${boot} (${name}) took ${r.seconds.toFixed(1)} s\n${r.stderr}`);
   await expectNoLeftovers(tmp);
-  expect(await sha256File(machine.path)).toBe(sourceSha);
+  expect(await sha256File(source)).toBe(before);
+  return r;
+}
+
+/** The export dir p2v-import wrote for NAME: its config.ini and the path of disk 0's dump. */
+async function imported(name: string): Promise<{ raw: string; ini: Ini }> {
   const dir = join(work, 'export', name);
   const ini = parseIni(await readFile(join(dir, 'config.ini'), 'utf8'));
   const dump = ini.instance?.disk0_dump;
@@ -160,7 +179,8 @@ describe.concurrent('a UEFI Debian machine', () => {
   });
 
   it('(b) exported with --boot uefi, boots as Ganeti kvm starts it (virtio, new MAC, config.ini kvm_extra) through the disk\'s fallback path to "uefinew login:"', async () => {
-    const { raw, ini } = await exportForKvm('uefi', UEFI_NEW);
+    expectPipelineOk(await exportForKvm(machine.path, 'uefi', UEFI_NEW));
+    const { raw, ini } = await imported(UEFI_NEW);
     const kvmExtra = ini.hypervisor?.kvm_extra;
     expect(kvmExtra, `config.ini [hypervisor] kvm_extra: ${JSON.stringify(ini)}`).toBeTruthy();
     // The conversion added the removable-media path; nothing stands in for an NVRAM entry.
@@ -191,8 +211,16 @@ describe.concurrent('a UEFI Debian machine', () => {
     expect(boot.console).not.toMatch(BAD_BOOT);
   });
 
-  it('(c) exported with --boot bios, boots under SeaBIOS (no OVMF) as Ganeti kvm starts it to "biosnew login:"', async () => {
-    const { raw, ini } = await exportForKvm('bios', BIOS_NEW);
+  it('(c) with --boot bios: refused while the GPT disk has no BIOS boot partition; with one added, boots under SeaBIOS (no OVMF) as Ganeti kvm starts it to "biosnew login:"', async () => {
+    // As installed for UEFI, GRUB for BIOS has nowhere to keep its core: refused before any byte is sent.
+    const refused = await exportForKvm(machine.path, 'bios', BIOS_NEW);
+    expect(refused.statuses[0], refused.stderr).not.toBe(0);
+    expect(refused.stderr).toMatch(/--boot bios: .*BIOS boot partition/);
+    await expect(stat(join(work, 'export', BIOS_NEW))).rejects.toThrow(/ENOENT/);
+    // The admin's remedy the refusal names, on a copy: a 1 MiB BIOS boot partition.
+    const source = await withBiosBootPartition(machine, join(work, 'bios-source.img'));
+    expectPipelineOk(await exportForKvm(source, 'bios', BIOS_NEW));
+    const { raw, ini } = await imported(BIOS_NEW);
     const kvmExtra = ini.hypervisor?.kvm_extra;
     // A BIOS export must not ask for UEFI firmware.
     expect(kvmExtra ?? '').not.toMatch(/ovmf|pflash|-bios/i);

@@ -84,10 +84,13 @@ export interface DebianImage {
 /** Bumped whenever the build steps change, so stale cache entries are not reused. */
 const BUILDER_VERSION = 3;
 /** Bumped whenever the UEFI layout steps change (keyed only into UEFI images, so BIOS ones stay cached). */
-const UEFI_BUILDER_VERSION = 1;
+const UEFI_BUILDER_VERSION = 2;
 const MiB = 1024 * 1024;
 const PART_OFFSET = MiB;
-/** UEFI layout: the ESP from 1 MiB, the root right after it, 1 MiB left free at the end (GPT's backup). */
+/**
+ * UEFI layout: the ESP from 1 MiB, the root right after it, 2 MiB left free at the end: GPT's backup, and
+ * room for the 1 MiB BIOS boot partition an admin adds before a `--boot bios` export (uefi-boot.slow.test.ts).
+ */
 const ESP_MiB = 128;
 export const ESP_TYPE = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
 const LINUX_FS_TYPE = '0FC63DAF-8483-4772-8E79-3D69D8477DE4';
@@ -382,7 +385,7 @@ async function writeGrubConfig(root: string, uuid: string, release: string, prea
  * a UEFI machine:
  *
  *   GPT  p1  ESP, FAT32 (ESP_MiB), type C12A7328-…; /EFI/debian/grubx64.efi
- *        p2  root, ext4, type 0FC63DAF-… (Linux filesystem)
+ *        p2  root, ext4, type 0FC63DAF-… (Linux filesystem), up to 2 MiB before the end
  *   fstab: / and /boot/efi (vfat, umask=0077) by UUID
  *
  * This kernel has no vfat and makes no partition devices, so nothing here
@@ -416,7 +419,7 @@ async function buildUefiImage(base: string, biosSpec: DebianImageSpec, hash: str
   await mkdir(root);
   const esp = { offset: PART_OFFSET, bytes: ESP_MiB * MiB };
   const rootOffset = esp.offset + esp.bytes;
-  const partitionBytes = sizeMiB * MiB - rootOffset - MiB;
+  const partitionBytes = sizeMiB * MiB - rootOffset - 2 * MiB;
   const undo: (() => Promise<unknown>)[] = [];
   const loop = async (file: string, offset: number, size: number, ro = false) => {
     const args = ['-f', '--show', ...(ro ? ['--read-only'] : []), '-o', String(offset), '--sizelimit', String(size)];

@@ -126,8 +126,9 @@ export async function bootToLogin(opts: BootOptions): Promise<BootResult> {
       );
     }
     const verdict = String((await wait).all).trim();
-    if (!verdict.startsWith('MATCH'))
+    if (/^(TIMEOUT|EOF) /.test(verdict))
       throw new Error(`no "${opts.hostname} login:" within ${timeoutS} s (${verdict})\n${tail}`);
+    if (!verdict.startsWith('MATCH')) throw new Error(`${SERIAL_WAIT_SCRIPT} failed: ${verdict}\n${tail}`);
     if (!new RegExp(`^${opts.hostname} login:`, 'm').test(console))
       throw new Error(`the boot failed before "${opts.hostname} login:" (${verdict})\n${tail}`);
     return { seconds, console, argv };

@@ -10,6 +10,8 @@
  *
  *   buildUefiMachine(dir): Promise<UefiMachine>        a private copy, hostname `uefiphys`
  *   withFirmwareEntryStandIn(machine, dest): Promise<string>
+ *   withBiosBootPartition(machine, dest): Promise<string>
+ *   espFiles(disk, espOffset): Promise<string[]>       every file on the ESP (mtools)
  *
  * Like an installed machine, the disk has no /EFI/BOOT/BOOTX64.EFI: it boots
  * through the firmware's NVRAM entry for \EFI\debian\grubx64.efi, which a
@@ -17,13 +19,15 @@
  * also has a startup.nsh running that loader from OVMF's UEFI shell, the
  * stand-in for the entry: only that copy, never the export source.
  */
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { copyImage, debianImage, type EspInfo } from './debian-image.js';
 import { needPrograms } from './programs.js';
 
 export const PHYS_HOSTNAME = 'uefiphys';
+/** GPT type of a BIOS boot partition (GRUB for BIOS keeps its core there on a GPT disk). */
+export const BIOS_BOOT_TYPE = '21686148-6453-6F6E-7420-4E656564454649';
 const MiB = 1024 * 1024;
 
 export interface UefiMachine {
@@ -72,7 +76,7 @@ export async function buildUefiMachine(dir: string): Promise<UefiMachine> {
   await rm(join(dir, 'uefi-build-mnt'), { recursive: true, force: true });
   return {
     path,
-    size: img.partitionOffset + img.partitionBytes + MiB,
+    size: (await stat(path)).size,
     kernelRelease: img.kernelRelease,
     rootUuid: img.rootUuid,
     rootOffset: img.partitionOffset,
@@ -92,5 +96,23 @@ export async function withFirmwareEntryStandIn(m: UefiMachine, dest: string): Pr
   await writeFile(nsh, `fs0:${m.esp.loader}\r\n`);
   await execa('mcopy', ['-i', `${dest}@@${m.esp.offset}`, nsh, '::/startup.nsh']);
   await rm(nsh);
+  return dest;
+}
+
+/**
+ * A copy of the machine's disk at `dest` with a 1 MiB BIOS boot partition
+ * (partition 3) appended in the free MiB the layout leaves before the GPT
+ * backup: what an admin adds on the source before a `--boot bios` export of
+ * a GPT disk (p2v-export does not repartition).
+ */
+export async function withBiosBootPartition(m: UefiMachine, dest: string): Promise<string> {
+  await needPrograms('sfdisk');
+  await execa('cp', ['--sparse=always', m.path, dest]);
+  const start = m.rootOffset + m.rootSize;
+  if (start + MiB > m.size - 33 * 512)
+    throw new Error(`${m.path}: no free MiB after the root for a BIOS boot partition`);
+  await execa('sfdisk', ['--quiet', '--append', '--no-reread', '--no-tell-kernel', dest], {
+    input: `start=${start / 512}, size=${MiB / 512}, type=${BIOS_BOOT_TYPE}\n`,
+  });
   return dest;
 }
