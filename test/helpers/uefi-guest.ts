@@ -27,7 +27,7 @@ import { needPrograms } from './programs.js';
 
 export const PHYS_HOSTNAME = 'uefiphys';
 /** GPT type of a BIOS boot partition (GRUB for BIOS keeps its core there on a GPT disk). */
-export const BIOS_BOOT_TYPE = '21686148-6453-6F6E-7420-4E656564454649';
+export const BIOS_BOOT_TYPE = '21686148-6449-6E6F-744E-656564454649';
 const MiB = 1024 * 1024;
 
 export interface UefiMachine {
