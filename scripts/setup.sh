@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything ganeti-p2v needs on this machine, then builds it.
 #   scripts/setup.sh          npm packages + the Debian packages of the default suite
-#   scripts/setup.sh --slow   also what the slow suite needs (qemu-system, grub, a kernel)
+#   scripts/setup.sh --slow   also what the slow suite needs (qemu-system, grub, a kernel, OVMF, mtools)
 # Debian packages are installed with apt-get only when missing and only as root;
 # otherwise the missing ones are listed and the script fails.
 set -euo pipefail
