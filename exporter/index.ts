@@ -1,12 +1,6 @@
 export { openOverlay, type Overlay, type OverlayOptions } from './overlay.js';
-export {
-  exposeOverlay,
-  attachPartition,
-  mountGuest,
-  type ExposedDisk,
-  type AttachedPartition,
-  type GuestMount,
-} from './mount.js';
+export { exposeOverlay, attachPartition, type ExposedDisk, type AttachedPartition } from './disk-files.js';
+export { mountGuest, type GuestMount } from './mount.js';
 export { inspect } from './inspect.js';
 export { formatInspection } from './inspect-format.js';
 export { sparsify, checkSourceNotMountedRw, type SparsifyReport } from './sparsify.js';

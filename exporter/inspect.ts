@@ -14,7 +14,8 @@ import type { Inspection, MachineFacts } from '../guest/types.js';
 import type { Logger } from '../lib/log.js';
 import { liveMachine } from './live-machine.js';
 import { multipathSources } from './lvm/multipath.js';
-import { attachPartition, mountFilesystem, mountGuest, type AttachedPartition, type ExposedDisk } from './mount.js';
+import { attachPartition, type AttachedPartition, type ExposedDisk } from './disk-files.js';
+import { mountFilesystem, mountGuest } from './mount.js';
 import { attachVolume } from './lvm/attach.js';
 
 export interface InspectDisk {

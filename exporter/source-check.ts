@@ -17,7 +17,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import { run, runText } from '../lib/run.js';
-import { unescapeMountinfo } from './mount.js';
+import { unescapeMountinfo } from './disk-files.js';
 
 const DISK_HINT = 'name a block device (/dev/sda) or a disk image file';
 

@@ -20,14 +20,8 @@ import { mkdtemp, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../lib/log.js';
 import { requireProgram, run } from '../lib/run.js';
-import {
-  attachPartition,
-  mountFilesystem,
-  MOUNTABLE_FS,
-  type AttachedPartition,
-  type ExposedDisk,
-  type GuestMount,
-} from './mount.js';
+import { attachPartition, type AttachedPartition, type ExposedDisk } from './disk-files.js';
+import { mountFilesystem, MOUNTABLE_FS, type GuestMount } from './mount.js';
 import { attachVolume } from './lvm/attach.js';
 import { isContainerPartition } from '../guest/partitions.js';
 import type { DiskRange, InspectedDisk, Inspection } from '../guest/types.js';

@@ -21,7 +21,7 @@ import type { Logger } from '../../lib/log.js';
 import { run } from '../../lib/run.js';
 import { formatBytes } from '../../lib/units.js';
 import type { InspectedDisk, InspectedPartition } from '../../guest/types.js';
-import { attachPartition, type AttachedPartition } from '../mount.js';
+import { attachPartition, type AttachedPartition } from '../disk-files.js';
 import { measureFilesystem, recreateSwap, recreateXfs, resizeInPlace } from './filesystems.js';
 import { minimumTargetSize, planFit } from './plan.js';
 import { partitionTablePatches } from './table.js';

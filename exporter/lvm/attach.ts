@@ -16,7 +16,7 @@ import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { onExit } from '../../lib/exit-actions.js';
 import type { InspectedVolume } from '../../guest/types.js';
-import { attachPartition, exposeOverlay, type AttachedPartition } from '../mount.js';
+import { attachPartition, exposeOverlay, type AttachedPartition } from '../disk-files.js';
 import { serveComposed } from './composed-server.js';
 
 export async function attachVolume(

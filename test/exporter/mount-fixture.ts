@@ -9,8 +9,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { execa } from 'execa';
 import { expect } from 'vitest';
 import { openOverlay, type Overlay } from '../../exporter/overlay.js';
-import { exposeOverlay, type ExposedDisk } from '../../exporter/mount.js';
-import { unescapeMountinfo } from '../../exporter/mount.js';
+import { exposeOverlay, unescapeMountinfo, type ExposedDisk } from '../../exporter/disk-files.js';
 
 /** Programs every mount-path test drives (the sample disk builder, nbdkit, nbdfuse, loops). */
 export const MOUNT_PATH_PROGRAMS = [

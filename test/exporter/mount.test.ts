@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from '../helpers/cli.js';
 import { execa } from 'execa';
-import { attachPartition, exposeOverlay, mountGuest, type GuestMount } from '../../exporter/mount.js';
+import { attachPartition, exposeOverlay } from '../../exporter/disk-files.js';
+import { mountGuest, type GuestMount } from '../../exporter/mount.js';
 import { resolveGuestPath } from '../../guest/files.js';
 import { isP2vError } from '../../lib/errors.js';
 import { inspect } from '../../exporter/inspect.js';
@@ -129,7 +130,8 @@ describe('mount path', () => {
       const script = `
         import { buildSampleDisk } from ${dist('lib/sample-disk.js')};
         import { openOverlay } from ${dist('exporter/overlay.js')};
-        import { exposeOverlay, mountGuest } from ${dist('exporter/mount.js')};
+        import { exposeOverlay } from ${dist('exporter/disk-files.js')};
+        import { mountGuest } from ${dist('exporter/mount.js')};
         import { inspect } from ${dist('exporter/inspect.js')};
         import { memoryLogger } from ${dist('lib/log.js')};
         const dir = process.argv[1];

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { attachPartition, type AttachedPartition } from '../../../exporter/mount.js';
+import { attachPartition, type AttachedPartition } from '../../../exporter/disk-files.js';
 import {
   fitMargin,
   measureFilesystem,
