@@ -15,6 +15,10 @@
  *       config.ini's [hypervisor] section asks for, no NVRAM entry, no
  *       startup.nsh): OVMF must start the disk's own removable-media path
  *       (\EFI\BOOT\BOOTX64.EFI), never its UEFI shell, to "uefinew login:";
+ *       then imported into the Ganeti sandbox (kvm hypervisor) with
+ *       `gnt-backup import`, the cluster's `-accel tcg` merged into the
+ *       instance's kvm_extra with -H as docs/admin-guide.md section 7 says,
+ *       and started by Ganeti to the same login through the same path;
  *   (c) exported the same way with --boot bios: refused, since GRUB for BIOS
  *       has nowhere to go on a GPT disk without a BIOS boot partition (the
  *       exporter does not repartition); then from a copy with the 1 MiB BIOS
@@ -28,8 +32,10 @@ import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliArgv } from '../helpers/cli.js';
+import { backupImportArgv, EXPORT_DIR, leaseSandbox, SERIAL_WAIT_SCRIPT, serialSocket } from '../helpers/ganeti.js';
 import { needPrograms, needRoot } from '../helpers/programs.js';
-import { BAD_BOOT, bootToLogin, ovmfBootLines } from '../helpers/qemu-boot.js';
+import { BAD_BOOT, bootToLogin, ovmfBootLines, plainConsole } from '../helpers/qemu-boot.js';
 import {
   buildUefiMachine,
   espFiles,
@@ -152,6 +158,59 @@ afterAll(async () => {
   if (work && process.env.P2V_KEEP_TMP !== '1') await rm(work, { recursive: true, force: true });
 }, 120_000);
 
+/**
+ * gnt-backup import of the --boot uefi export into the sandbox (kvm), the
+ * instance started by Ganeti, its serial console read to the login prompt.
+ */
+async function ganetiUefiBoot(exportDir: string, kvmExtra: string): Promise<void> {
+  // Ganeti reads dumps only under its exports directory.
+  const ganetiDir = join(EXPORT_DIR, UEFI_NEW);
+  const lease = await leaseSandbox({ hypervisors: 'kvm,fake' });
+  try {
+    await rm(ganetiDir, { recursive: true, force: true });
+    await mkdir(EXPORT_DIR, { recursive: true });
+    await execa('cp', ['-a', '--sparse=always', exportDir, ganetiDir]);
+    await lease.gnt([...cliArgv('p2v-ganeti-os'), 'install']);
+    const merged = `-accel tcg ${kvmExtra}`.replace(/,/g, '\\,');
+    const t0 = performance.now();
+    const out = await lease.gnt(
+      backupImportArgv(ganetiDir, UEFI_NEW, ['-B', 'memory=1024M,vcpus=1', '-H', `kvm:kvm_extra=${merged}`]),
+    );
+    expect(out).not.toMatch(/WARNING/);
+    const info = await lease.gnt(['gnt-instance', 'info', UEFI_NEW]);
+    expect(info).toContain(`-accel tcg ${kvmExtra}`);
+    await lease.gnt(['gnt-instance', 'start', UEFI_NEW]);
+    const log = join(work, 'ganeti-uefinew.log');
+    const r = await execa(
+      'python3',
+      [
+        SERIAL_WAIT_SCRIPT,
+        serialSocket(UEFI_NEW),
+        log,
+        '600',
+        String.raw`${UEFI_NEW} login:|emergency mode|Timed out waiting for device|Kernel panic|Shell> `,
+      ],
+      { reject: false, all: true },
+    );
+    const consoleText = plainConsole(await readFile(log, 'utf8').catch(() => ''));
+    expect(String(r.all), `Ganeti console:\n${consoleText.slice(-4000)}`).toMatch(/^MATCH/);
+    expect(consoleText).toContain(`${UEFI_NEW} login:`);
+    process.stderr.write(
+      `uefi-boot: Ganeti kvm instance at its login prompt ${((performance.now() - t0) / 1000).toFixed(0)} s after gnt-backup import began\n`,
+    );
+    const started = ovmfBootLines(consoleText).filter((l) => /BdsDxe: starting Boot\d+/.test(l));
+    expect(started, consoleText.slice(0, 4000)).toHaveLength(1);
+    expect(started[0]).toMatch(/"UEFI Misc Device[^"]*"/);
+    expect(consoleText).not.toMatch(BAD_BOOT);
+  } finally {
+    const removed = await lease.exec(['gnt-instance', 'remove', '-f', '--shutdown-timeout=0', UEFI_NEW]);
+    if (removed.exitCode !== 0 && !/not known|does not exist/i.test(removed.all))
+      process.stderr.write(`gnt-instance remove ${UEFI_NEW}: ${removed.all}\n`);
+    await lease.release();
+    await rm(ganetiDir, { recursive: true, force: true });
+  }
+}
+
 describe.concurrent('a UEFI Debian machine', () => {
   it('(a) in its physical form boots under a fresh OVMF through its boot entry (startup.nsh stand-in) to "uefiphys login:"', async () => {
     // The source is an installed machine: its ESP has the loader only, no fallback path and no startup.nsh.
@@ -190,6 +249,8 @@ describe.concurrent('a UEFI Debian machine', () => {
     const boot = await bootToLogin({
       disk: raw,
       firmware: { kvmExtra: kvmExtra! },
+      // Ganeti boots the same dump next: this boot must leave it as imported.
+      snapshot: true,
       hostname: UEFI_NEW,
       mac: '52:54:00:aa:bb:19',
       log: join(work, `${UEFI_NEW}.log`),
@@ -209,6 +270,10 @@ describe.concurrent('a UEFI Debian machine', () => {
     expect(boot.console).toMatch(/efi: EFI v[\d.]+ by EDK II/);
     expect(boot.console).toMatch(/Mounted .*boot-efi\.mount.* - \/boot\/efi/);
     expect(boot.console).not.toMatch(BAD_BOOT);
+
+    // The same export through real Ganeti: the admin merges the cluster's kvm_extra (the sandbox's
+    // -accel tcg) with the import's, escaping the commas Ganeti's -H would split on.
+    await ganetiUefiBoot(join(work, 'export', UEFI_NEW), kvmExtra!);
   });
 
   it('(c) with --boot bios: refused while the GPT disk has no BIOS boot partition; with one added, boots under SeaBIOS (no OVMF) as Ganeti kvm starts it to "biosnew login:"', async () => {
