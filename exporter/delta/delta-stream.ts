@@ -58,7 +58,9 @@ export async function streamDelta(
   const doneByDisk = overlays.map(() => 0);
   const contents: OverlayDiskContent[] = [];
   for (const [i, ov] of overlays.entries()) {
+    // Lent chunks: the digester looks at each block once and copies only the changed ones (delta-member.ts).
     const c = await openStreamContent(ov, opts.fitted?.[i], {
+      lend: true,
       onProgress: (d) => {
         doneByDisk[i] = d;
         meter?.update(doneByDisk.reduce((a, b) => a + b, 0));

@@ -2,7 +2,7 @@
  * A disk's blocks in order, from its data chunks (ascending, gaps are zeros).
  * Runs of blocks no chunk touches come out as one ZERO run (never hashed, one
  * object however long), every other block with its entry and, for a data
- * block, its bytes (a buffer the caller may keep). Yielded in batches: a 2 GiB
+ * block, its bytes (see DigestedBlock.data for how long they live). Yielded in batches: a 2 GiB
  * disk has 524 288 blocks of 4 KiB, and an await per block cost more than
  * hashing the data.
  */
@@ -14,7 +14,11 @@ export interface DigestedBlock {
   index: number;
   count: number;
   entry: BlockEntry;
-  /** The block's bytes when it holds data. */
+  /**
+   * The block's bytes when it holds data: a view into the chunk it came from
+   * when it lies whole inside it, so valid only as long as that chunk (a lent
+   * chunk is reused once the next is pulled: copy what you keep).
+   */
   data?: Buffer;
 }
 

@@ -91,7 +91,8 @@ export function writeDeltaMember(
           const was = cur.take();
           if (sameEntry(b.entry, was)) continue;
           if (b.entry === null) out.push({ kind: 'zero', index: b.index + k });
-          else out.push({ kind: 'data', index: b.index, data: b.data! });
+          // Copied: the block may be a view into a chunk its reader lends and reuses (disk-content.ts `lend`).
+          else out.push({ kind: 'data', index: b.index, data: Buffer.from(b.data!) });
         }
       }
       yield* out;
@@ -233,47 +234,4 @@ export async function readDeltaMember(source: AsyncIterable<Buffer>, what: strin
       }
     },
   };
-}
-
-/**
- * The result's entries, block by block: the base's where no record names the
- * block, the record's otherwise. `onEntry` sees each in order (to write the
- * new map; it must not keep the call waiting: `flush` is awaited between
- * records); the returned digest is the result's disk digest.
- */
-export class ResultEntries {
-  private readonly digest: DiskDigest;
-  private readonly cur: EntryCursor;
-  private next = 0;
-  constructor(
-    base: AsyncIterable<BlockEntry[]>,
-    private readonly header: DeltaHeader,
-    private readonly onEntry: (e: BlockEntry) => void,
-    private readonly flush: () => Promise<void> = async () => undefined,
-  ) {
-    this.digest = new DiskDigest(header.blockSize, header.capacity);
-    this.cur = new EntryCursor(base[Symbol.asyncIterator]());
-  }
-  /** Entries up to `end` (exclusive), the base's except `e` at `at`. */
-  private async run(end: number, at: number, e: BlockEntry): Promise<void> {
-    while (this.next < end) {
-      if (!this.cur.has() && !(await this.cur.fill()))
-        throw new P2vError('BAD_OVA', 'the base map has fewer blocks than the disk', { hint: HINT_DELTA });
-      const was = this.cur.take();
-      const entry = this.next === at ? e : was;
-      this.digest.add(entry);
-      this.onEntry(entry);
-      this.next++;
-      if ((this.next & 0xffff) === 0) await this.flush();
-    }
-    await this.flush();
-  }
-  /** Base entries up to (not including) `index`, then `e` for it. */
-  async set(index: number, e: BlockEntry): Promise<void> {
-    await this.run(index + 1, index, e);
-  }
-  async finish(): Promise<string> {
-    await this.run(blockCount(this.header.capacity, this.header.blockSize), -1, null);
-    return this.digest.hex();
-  }
 }

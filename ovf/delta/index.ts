@@ -3,3 +3,4 @@ export { ByteReader } from './byte-reader.js';
 export { BlockDigester, digestBlocks, EntryCursor, type DigestedBlock } from './block-digest.js';
 export * from './block-map.js';
 export * from './delta-member.js';
+export * from './result-map.js';

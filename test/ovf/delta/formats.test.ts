@@ -11,7 +11,7 @@ import {
   entryOf,
   readBlockMap,
   readDeltaMember,
-  ResultEntries,
+  ResultMap,
   verifyBlockMap,
   writeBlockMap,
   writeDeltaMember,
@@ -51,7 +51,7 @@ function digestOf(es: BlockEntry[]): string {
 }
 
 async function mapBytes(es: BlockEntry[]): Promise<Buffer> {
-  const enc = Buffer.concat(es.map((e) => (e === null ? Buffer.of(0) : Buffer.concat([Buffer.of(1), e]))));
+  const enc = encoded(es);
   const parts: Buffer[] = [];
   const header = {
     name: 'web1',
@@ -65,6 +65,15 @@ async function mapBytes(es: BlockEntry[]): Promise<Buffer> {
 
 async function* src(...bufs: Buffer[]): AsyncGenerator<Buffer> {
   for (const b of bufs) yield b;
+}
+
+function encoded(es: BlockEntry[]): Buffer {
+  return Buffer.concat(es.map((e) => (e === null ? Buffer.of(0) : Buffer.concat([Buffer.of(1), e]))));
+}
+
+/** Bytes in pieces that cut entries in two, as a file stream may. */
+async function* pieces(b: Buffer, size = 50): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
 }
 
 async function* batched(es: BlockEntry[]): AsyncGenerator<BlockEntry[]> {
@@ -112,7 +121,8 @@ describe('ovf/delta formats', () => {
     // Apply onto a copy of the base and recompute the result's digest as the importer does.
     const r = await readDeltaMember(src(bytes), 'delta');
     const applied = Buffer.from(base);
-    const result = new ResultEntries(batched(baseEs), r.header, () => undefined);
+    const written: Buffer[] = [];
+    const result = new ResultMap(pieces(encoded(baseEs)), r.header, (b) => void written.push(Buffer.from(b)));
     for await (const rec of r.records()) {
       if (rec.kind === 'data') {
         rec.data.copy(applied, rec.index * BS);
@@ -126,6 +136,13 @@ describe('ovf/delta formats', () => {
     expect(applied.equals(next)).toBe(true);
     expect(await result.finish()).toBe(r.resultDigest);
     expect(r.resultDigest).toBe(digestOf(await entries(next)));
+    // The result's map is the new disk's entries, byte for byte.
+    expect(Buffer.concat(written).equals(encoded(await entries(next)))).toBe(true);
+    // A base map short of a block, or with a stray byte, is refused.
+    const short = new ResultMap(pieces(encoded(baseEs.slice(0, -1))), r.header, () => undefined);
+    await expect(short.finish()).rejects.toThrow(/fewer blocks/);
+    const long = new ResultMap(pieces(Buffer.concat([encoded(baseEs), Buffer.of(0)])), r.header, () => undefined);
+    await expect(long.finish()).rejects.toThrow(/more blocks/);
     // Truncated, and a record flipped: refused.
     const cut = await readDeltaMember(src(bytes.subarray(0, bytes.length - 40)), 'delta');
     await expect(
