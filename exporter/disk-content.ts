@@ -245,7 +245,8 @@ export async function mappedContentOf(
         let data: Promise<Buffer>;
         let lent: Buffer | undefined;
         if (source >= 0 && opts.lend) {
-          lent = pool.pop() ?? Buffer.allocUnsafe(readSize);
+          // Shared memory: a worker thread can digest the chunk without a copy (exporter/delta/block-hasher.ts).
+          lent = pool.pop() ?? Buffer.from(new SharedArrayBuffer(readSize));
           const into = lent.subarray(0, length);
           data = client.preadInto(source, into).then(() => into);
           data.catch(() => undefined);

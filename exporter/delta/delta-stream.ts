@@ -18,6 +18,7 @@ import { openStreamContent } from '../ova-stream.js';
 import type { Overlay } from '../overlay.js';
 import type { ExportOutput } from '../outputs/types.js';
 import { checkBaseFits, checkBaseMap, type BaseMapSource } from './base-map.js';
+import { startBlockHasher } from './block-hasher.js';
 
 export interface DeltaStreamOptions {
   name: string;
@@ -79,6 +80,9 @@ export async function streamDelta(
   meter.update(0);
   const map = await opts.baseMap.open();
   const bs = header.blockSize;
+  // Digests on a second thread while this one reads (block-hasher.ts); undefined: hashed here.
+  const hasher = await startBlockHasher(bs);
+  connections.push(onExit('stop the block hashing worker', async () => hasher?.close()));
   const members = contents.map((c, i) =>
     writeDeltaMember(
       {
@@ -88,7 +92,7 @@ export async function streamDelta(
         base: header.name,
         baseDigest: header.disks[i]!.digest,
       },
-      digestBlocks(c.chunks, c.capacity, bs),
+      digestBlocks(c.chunks, c.capacity, bs, hasher?.hash),
       map.entries(i),
       { level: opts.compressLevel },
     ),

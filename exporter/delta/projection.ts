@@ -23,6 +23,7 @@ import type { OverlayDiskContent } from '../disk-content.js';
 import type { Overlay } from '../overlay.js';
 import { openStreamContent } from '../ova-stream.js';
 import { checkBaseFits, checkBaseMap, type BaseMapSource } from './base-map.js';
+import { startBlockHasher, type BlockHasher } from './block-hasher.js';
 
 export interface DiskProjection {
   index: number;
@@ -96,6 +97,7 @@ export async function projectDelta(
   let zeroRuns = 0;
   const disks: DiskProjection[] = [];
   const contents: OverlayDiskContent[] = [];
+  let hasher: BlockHasher | undefined;
   try {
     for (const ov of overlays) contents.push(await openStreamContent(ov, undefined, { lend: true }));
     checkBaseFits(
@@ -105,6 +107,8 @@ export async function projectDelta(
       baseMap.where,
     );
     const map = await baseMap.open();
+    // Digested as the final pass digests (block-hasher.ts), so its time is the final pass's.
+    hasher = await startBlockHasher(bs);
     for (const [i, c] of contents.entries()) {
       const d: DiskProjection = {
         index: i,
@@ -116,7 +120,7 @@ export async function projectDelta(
       };
       const cur = new EntryCursor(map.entries(i)[Symbol.asyncIterator]());
       let lastZero = -2;
-      for await (const batch of digestBlocks(c.chunks, c.capacity, bs)) {
+      for await (const batch of digestBlocks(c.chunks, c.capacity, bs, hasher?.hash)) {
         for (const b of batch) {
           for (let k = 0; k < b.count; k++) {
             if (!cur.has() && !(await cur.fill())) throw new Error('block map: fewer blocks than the disk');
@@ -146,6 +150,7 @@ export async function projectDelta(
     await map.end();
   } finally {
     for (const c of contents) await c.close();
+    await hasher?.close();
   }
   const readSeconds = Number(process.hrtime.bigint() - t0 - deflateNs) / 1e9;
   const changedBlocks = disks.reduce((n, d) => n + d.changedBlocks, 0);

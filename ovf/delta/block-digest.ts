@@ -40,12 +40,18 @@ export class BlockDigester {
     this.next = b;
   }
 
-  private emit(index: number, buf: Buffer, out: DigestedBlock[]): void {
-    const entry = entryOf(buf);
+  private emit(index: number, buf: Buffer, out: DigestedBlock[], known?: BlockEntry): void {
+    const entry = known === undefined ? entryOf(buf) : known;
     out.push(entry === null ? { index, count: 1, entry } : { index, count: 1, entry, data: buf });
   }
 
-  push({ offset, data }: DataChunk, out: DigestedBlock[]): void {
+  /**
+   * `hashed`, when given, holds the entries of the chunk's first whole blocks
+   * (the chunk starting on a block boundary), computed elsewhere (a worker
+   * thread: exporter/delta/block-hasher.ts), 33 bytes each: tag (0 zeros,
+   * 1 data) and the SHA-256.
+   */
+  push({ offset, data }: DataChunk, out: DigestedBlock[], hashed?: Buffer): void {
     if (offset + data.length > this.capacity)
       throw new RangeError(`chunk at ${offset} runs past the capacity ${this.capacity}`);
     const bs = this.blockSize;
@@ -59,7 +65,14 @@ export class BlockDigester {
         this.gapTo(b, out);
         // A whole block inside the chunk: no copy (chunks are fresh buffers the caller does not reuse).
         if (at === b * bs && data.length - p >= len) {
-          this.emit(b, data.subarray(p, p + len), out);
+          const k = p / bs;
+          const known =
+            hashed && len === bs && (k + 1) * 33 <= hashed.length
+              ? hashed[k * 33] === 0
+                ? null
+                : hashed.subarray(k * 33 + 1, k * 33 + 33)
+              : undefined;
+          this.emit(b, data.subarray(p, p + len), out, known);
           this.next = b + 1;
           p += len;
           continue;
@@ -86,15 +99,19 @@ export class BlockDigester {
   }
 }
 
+/** Entries of a chunk's whole blocks computed elsewhere (BlockDigester.push's `hashed`), or undefined. */
+export type ChunkHasher = (c: DataChunk) => Promise<Buffer | undefined>;
+
 export async function* digestBlocks(
   chunks: AsyncIterable<DataChunk>,
   capacity: number,
   blockSize: number,
+  hasher?: ChunkHasher,
 ): AsyncGenerator<DigestedBlock[]> {
   const d = new BlockDigester(capacity, blockSize);
   for await (const c of chunks) {
     const out: DigestedBlock[] = [];
-    d.push(c, out);
+    d.push(c, out, hasher && c.offset % blockSize === 0 ? await hasher(c) : undefined);
     if (out.length) yield out;
   }
   const out: DigestedBlock[] = [];
