@@ -11,7 +11,7 @@ import type { Progress } from '../../lib/progress.js';
 import { buildDescriptor } from '../../ovf/descriptor/index.js';
 import { writeOva } from '../../ovf/ova/index.js';
 import { deltaFormatUri, digestBlocks, writeDeltaMember, type DeltaStats } from '../../ovf/delta/index.js';
-import { DEFAULT_CHUNK_SIZE, type MachineDescription, type OvfDisk, type OvfFile } from '../../ovf/types.js';
+import { type MachineDescription, type OvfDisk, type OvfFile } from '../../ovf/types.js';
 import type { OverlayDiskContent } from '../disk-content.js';
 import type { FittedDisk } from '../fit/index.js';
 import { openStreamContent } from '../ova-stream.js';
@@ -19,6 +19,14 @@ import type { Overlay } from '../overlay.js';
 import type { ExportOutput } from '../outputs/types.js';
 import { checkBaseFits, checkBaseMap, type BaseMapSource } from './base-map.js';
 import { startBlockHasher } from './block-hasher.js';
+
+/**
+ * Chunk size of a streamed delta: small, so the stager receives and applies
+ * records while the exporter is still digesting (one 64 MiB chunk held a
+ * whole 3 MB delta until the end, and the stager's apply came after it);
+ * each chunk costs a 512-byte tar header and a manifest line.
+ */
+export const DELTA_CHUNK_SIZE = 256 * 1024;
 
 export interface DeltaStreamOptions {
   name: string;
@@ -113,7 +121,7 @@ export async function streamDelta(
       descriptor: (files) => buildDescriptor(opts.machine(files, disks), { chunked: sink.mode === 'stream' }),
       files: members.map((m, i) => ({ id: `file${i + 1}`, href: `${opts.name}-disk${i + 1}.delta`, content: m.bytes })),
       ...(sink.mode === 'file' ? { mode: 'file', output: sink.path } : { mode: 'stream', output: sink.stream }),
-      chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      chunkSize: opts.chunkSize ?? DELTA_CHUNK_SIZE,
     }),
   );
   await map.end();
