@@ -45,6 +45,8 @@ export async function startBlockHasher(blockSize: number): Promise<BlockHasher |
   worker.on('error', fail);
   worker.on('exit', (code) => fail(new Error(`the block hashing worker exited (${code})`)));
   let next = 0;
+  const ids = new WeakMap<SharedArrayBuffer, number>();
+  let nextBuffer = 0;
   return {
     async hash(c) {
       const buffer = c.data.buffer;
@@ -52,7 +54,17 @@ export async function startBlockHasher(blockSize: number): Promise<BlockHasher |
       if (!(buffer instanceof SharedArrayBuffer) || blocks === 0) return undefined;
       if (failed) throw failed;
       const id = next++;
-      const req: HashRequest = { id, buffer, offset: c.data.byteOffset, blocks, blockSize };
+      let bufferId = ids.get(buffer);
+      const first = bufferId === undefined;
+      if (bufferId === undefined) ids.set(buffer, (bufferId = nextBuffer++));
+      const req: HashRequest = {
+        id,
+        bufferId,
+        ...(first ? { buffer } : {}),
+        offset: c.data.byteOffset,
+        blocks,
+        blockSize,
+      };
       return new Promise<Buffer>((resolve, reject) => {
         waiting.set(id, { resolve, reject });
         worker.postMessage(req);

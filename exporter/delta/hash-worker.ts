@@ -7,10 +7,15 @@
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 
-/** A request: `blocks` whole blocks of `blockSize` at `offset` in `buffer`. */
+/**
+ * A request: `blocks` whole blocks of `blockSize` at `offset` in shared
+ * buffer number `bufferId`; `buffer` comes with the first request naming it
+ * only (passing a SharedArrayBuffer costs more than hashing a small chunk).
+ */
 export interface HashRequest {
   id: number;
-  buffer: SharedArrayBuffer;
+  bufferId: number;
+  buffer?: SharedArrayBuffer;
   offset: number;
   blocks: number;
   blockSize: number;
@@ -24,8 +29,11 @@ export interface HashReply {
 
 const zeros = Buffer.alloc(4 * 1024 * 1024);
 
+const buffers = new Map<number, SharedArrayBuffer>();
+
 parentPort?.on('message', (r: HashRequest) => {
-  const src = Buffer.from(r.buffer, r.offset, r.blocks * r.blockSize);
+  if (r.buffer) buffers.set(r.bufferId, r.buffer);
+  const src = Buffer.from(buffers.get(r.bufferId)!, r.offset, r.blocks * r.blockSize);
   const entries = new ArrayBuffer(r.blocks * 33);
   const out = Buffer.from(entries);
   const zero = zeros.subarray(0, r.blockSize);

@@ -17,8 +17,7 @@
  * link rate (given, or an assumed 1 Gbit/s). Fixups and the trim run only on
  * the final pass: their changes are not in the projection (`assumes` says so).
  */
-import { deflateSync } from 'node:zlib';
-import { EntryCursor, digestBlocks, sameEntry } from '../../ovf/delta/index.js';
+import { deflateBlock, EntryCursor, digestBlocks, sameEntry } from '../../ovf/delta/index.js';
 import type { OverlayDiskContent } from '../disk-content.js';
 import type { Overlay } from '../overlay.js';
 import { openStreamContent } from '../ova-stream.js';
@@ -136,7 +135,7 @@ export async function projectDelta(
             // The sample thins out as it grows: every block, then one in 2, 4, … once SAMPLE_BLOCKS were taken at each rate.
             if (changedSeen++ % stride === 0) {
               const s = process.hrtime.bigint();
-              sampledPacked += deflateSync(b.data!, { level }).length;
+              sampledPacked += deflateBlock(b.data!, level).length;
               deflateNs += process.hrtime.bigint() - s;
               sampledRaw += b.data!.length;
               if (++sampled % SAMPLE_BLOCKS === 0) stride *= 2;
