@@ -101,7 +101,7 @@ export async function streamDelta(
         baseDigest: header.disks[i]!.digest,
       },
       digestBlocks(c.chunks, c.capacity, bs, hasher?.hash),
-      map.entries(i),
+      map.runs(i),
       { level: opts.compressLevel },
     ),
   );

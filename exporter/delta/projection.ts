@@ -17,7 +17,7 @@
  * link rate (given, or an assumed 1 Gbit/s). Fixups and the trim run only on
  * the final pass: their changes are not in the projection (`assumes` says so).
  */
-import { deflateBlock, EntryCursor, digestBlocks, sameEntry } from '../../ovf/delta/index.js';
+import { deflateBlock, EntryCursor, digestBlocks } from '../../ovf/delta/index.js';
 import type { OverlayDiskContent } from '../disk-content.js';
 import type { Overlay } from '../overlay.js';
 import { openStreamContent } from '../ova-stream.js';
@@ -117,14 +117,13 @@ export async function projectDelta(
         zeroedBlocks: 0,
         dataBytes: c.dataBytes,
       };
-      const cur = new EntryCursor(map.entries(i)[Symbol.asyncIterator]());
+      const cur = new EntryCursor(map.runs(i)[Symbol.asyncIterator]());
       let lastZero = -2;
       for await (const batch of digestBlocks(c.chunks, c.capacity, bs, hasher?.hash)) {
         for (const b of batch) {
           for (let k = 0; k < b.count; k++) {
             if (!cur.has() && !(await cur.fill())) throw new Error('block map: fewer blocks than the disk');
-            const was = cur.take();
-            if (sameEntry(b.entry, was)) continue;
+            if (cur.takeSame(b.entry)) continue;
             if (b.entry === null) {
               d.zeroedBlocks++;
               if (b.index + k !== lastZero + 1) zeroRuns++;

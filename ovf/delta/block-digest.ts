@@ -7,7 +7,7 @@
  * hashing the data.
  */
 import type { DataChunk } from '../types.js';
-import { blockCount, blockLength, entryOf, type BlockEntry } from './format.js';
+import { blockCount, blockLength, DIGEST_BYTES, ENTRY_ZERO, entryOf, sameEntry, type BlockEntry } from './format.js';
 
 /** `count` blocks from `index`: a ZERO run (entry null), or one block (count 1). */
 export interface DigestedBlock {
@@ -119,17 +119,30 @@ export async function* digestBlocks(
   if (out.length) yield out;
 }
 
+/** Encoded entries as they lie in a map (tag, then 32 digest bytes for data), `count` of them. */
+export interface EntryRun {
+  bytes: Buffer;
+  count: number;
+}
+
 /**
  * Entries of a disk read in batches (a block map, a map file), taken one at a
- * time without an await per entry: `fill` when `has` says the batch is used up.
+ * time without an await per entry: `fill` when `has` says the batch is used
+ * up. A batch is entries, or an EntryRun of encoded bytes that `takeSame`
+ * compares in place (an object per entry of a 2 GiB disk's map cost more
+ * than the comparing: bench/README.md).
  */
 export class EntryCursor {
-  private batch: BlockEntry[] = [];
+  private batch: BlockEntry[] | EntryRun = [];
   private i = 0;
+  private pos = 0;
   private ended = false;
-  constructor(private readonly it: AsyncIterator<BlockEntry[]>) {}
+  constructor(private readonly it: AsyncIterator<BlockEntry[] | EntryRun>) {}
+  private get size(): number {
+    return Array.isArray(this.batch) ? this.batch.length : this.batch.count;
+  }
   has(): boolean {
-    return this.i < this.batch.length;
+    return this.i < this.size;
   }
   /** Load the next batch; false at the end. */
   async fill(): Promise<boolean> {
@@ -139,12 +152,33 @@ export class EntryCursor {
       else {
         this.batch = r.value;
         this.i = 0;
+        this.pos = 0;
       }
     }
     return this.has();
   }
   take(): BlockEntry {
-    return this.batch[this.i++]!;
+    const b = this.batch;
+    if (Array.isArray(b)) return b[this.i++]!;
+    this.i++;
+    if (b.bytes[this.pos] === ENTRY_ZERO) {
+      this.pos++;
+      return null;
+    }
+    this.pos += 1 + DIGEST_BYTES;
+    return b.bytes.subarray(this.pos - DIGEST_BYTES, this.pos);
+  }
+  /** Take the next entry and say whether it is `e`, building nothing. */
+  takeSame(e: BlockEntry): boolean {
+    const b = this.batch;
+    if (Array.isArray(b)) return sameEntry(e, b[this.i++]!);
+    this.i++;
+    if (b.bytes[this.pos] === ENTRY_ZERO) {
+      this.pos++;
+      return e === null;
+    }
+    this.pos += 1 + DIGEST_BYTES;
+    return e !== null && b.bytes.compare(e, 0, DIGEST_BYTES, this.pos - DIGEST_BYTES, this.pos) === 0;
   }
   /** The next entry, or undefined at the end. */
   async next(): Promise<BlockEntry | undefined> {

@@ -13,6 +13,7 @@
  */
 import { P2vError } from '../../lib/errors.js';
 import { ByteReader } from './byte-reader.js';
+import type { EntryRun } from './block-digest.js';
 import {
   blockCount,
   checkBlockSize,
@@ -127,6 +128,8 @@ export interface BlockMapReader {
    * order, each to its end (where its digest is checked).
    */
   entries(index: number): AsyncGenerator<BlockEntry[]>;
+  /** Disk `index`'s entries as encoded runs (EntryCursor compares them in place), digest checked at the end. */
+  runs(index: number): AsyncGenerator<EntryRun>;
   /** Disk `index` read to its end and its digest checked, without building its entries (same order rule). */
   check(index: number): Promise<void>;
   /** Refuse trailing bytes after the last disk. */
@@ -153,7 +156,7 @@ export async function readBlockMap(source: AsyncIterable<Buffer>, what = 'the bl
   const header = checkHeader(parsed);
   let nextDisk = 0;
   /** Disk `index`'s entry bytes in runs, each with its entry count (`parse`: also the entries), digest checked at the end. */
-  async function* walk(index: number, parse: boolean): AsyncGenerator<BlockEntry[] | number> {
+  async function* walk(index: number, parse: boolean): AsyncGenerator<BlockEntry[] | EntryRun> {
     if (index !== nextDisk) throw new Error(`block map disks are read in order (asked ${index}, next ${nextDisk})`);
     const d = header.disks[index]!;
     const digest = new DiskDigest(header.blockSize, d.capacity);
@@ -166,10 +169,12 @@ export async function readBlockMap(source: AsyncIterable<Buffer>, what = 'the bl
         throw new P2vError('TRUNCATED', `${what} ends early (disk ${index}, ${left} blocks short)`, {
           hint: HINT_MAP,
         });
-      digest.addBytes(buf.subarray(0, used));
+      const bytes = buf.subarray(0, used);
+      digest.addBytes(bytes);
       r.consume(used);
       left -= typeof got === 'number' ? got : got.length;
-      yield got;
+      // A view: the reader never reuses its buffers (it makes new ones as it reads).
+      yield typeof got === 'number' ? { bytes, count: got } : got;
     }
     if (digest.hex() !== d.digest) throw badMap(`disk ${index}'s entries do not match its digest (damaged map)`);
     nextDisk++;
@@ -178,6 +183,9 @@ export async function readBlockMap(source: AsyncIterable<Buffer>, what = 'the bl
     header,
     async *entries(index: number): AsyncGenerator<BlockEntry[]> {
       for await (const b of walk(index, true)) yield b as BlockEntry[];
+    },
+    async *runs(index: number): AsyncGenerator<EntryRun> {
+      for await (const b of walk(index, false)) yield b as EntryRun;
     },
     async check(index: number): Promise<void> {
       for await (const _ of walk(index, false)) void _;

@@ -18,16 +18,8 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import { P2vError } from '../../lib/errors.js';
 import { ByteReader } from './byte-reader.js';
-import { EntryCursor, type DigestedBlock } from './block-digest.js';
-import {
-  blockCount,
-  blockLength,
-  checkBlockSize,
-  DIGEST_BYTES,
-  DiskDigest,
-  sameEntry,
-  type BlockEntry,
-} from './format.js';
+import { EntryCursor, type DigestedBlock, type EntryRun } from './block-digest.js';
+import { blockCount, blockLength, checkBlockSize, DIGEST_BYTES, DiskDigest, type BlockEntry } from './format.js';
 
 export const DELTA_MAGIC = 'P2V-DELTA 1';
 const REC_DATA = 0x01;
@@ -77,7 +69,7 @@ type Decision = { kind: 'data'; index: number; data: Buffer } | { kind: 'zero'; 
 export function writeDeltaMember(
   header: DeltaHeader,
   blocks: AsyncIterable<DigestedBlock[]>,
-  base: AsyncIterable<BlockEntry[]>,
+  base: AsyncIterable<BlockEntry[] | EntryRun>,
   opts: { level?: number } = {},
 ): { bytes: AsyncIterable<Buffer>; stats: DeltaStats } {
   const stats: DeltaStats = { dataBlocks: 0, zeroBlocks: 0, newDataBlocks: 0 };
@@ -95,8 +87,7 @@ export function writeDeltaMember(
         }
         for (let k = 0; k < b.count; k++) {
           if (!cur.has() && !(await cur.fill())) throw fewer();
-          const was = cur.take();
-          if (sameEntry(b.entry, was)) continue;
+          if (cur.takeSame(b.entry)) continue;
           if (b.entry === null) out.push({ kind: 'zero', index: b.index + k });
           // Copied: the block may be a view into a chunk its reader lends and reuses (disk-content.ts `lend`).
           else out.push({ kind: 'data', index: b.index, data: Buffer.from(b.data!) });

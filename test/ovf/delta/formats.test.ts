@@ -8,6 +8,7 @@ import {
   blockCount,
   digestBlocks,
   DiskDigest,
+  EntryCursor,
   entryOf,
   readBlockMap,
   readDeltaMember,
@@ -129,6 +130,19 @@ describe('ovf/delta formats', () => {
     await expect(verifyBlockMap(src(bad))).rejects.toThrow(/do not match its digest|unknown entry/);
     await expect(verifyBlockMap(src(bytes.subarray(0, bytes.length - 10)))).rejects.toThrow(/ends early/);
     await expect(readBlockMap(src(Buffer.from('not a map\n')))).rejects.toThrow(/not a p2v block map/);
+    // The same entries read as encoded runs and compared in place (the exporter's way).
+    const m = await readBlockMap(src(bytes.subarray(0, 77), bytes.subarray(77)));
+    const cur = new EntryCursor(m.runs(0)[Symbol.asyncIterator]());
+    const other = entryOf(Buffer.alloc(BS, 9));
+    for (const e of es) {
+      expect(cur.has() || (await cur.fill())).toBe(true);
+      expect(cur.takeSame(e)).toBe(true);
+    }
+    expect(await cur.fill()).toBe(false);
+    const again = await readBlockMap(src(bytes));
+    const cur2 = new EntryCursor(again.runs(0)[Symbol.asyncIterator]());
+    await cur2.fill();
+    expect(cur2.takeSame(es[0] === null ? other : null)).toBe(false);
   });
 
   it('a delta applied to the base gives the new disk, and its END digest is the result digest', async () => {
