@@ -18,6 +18,7 @@
  * the final pass: their changes are not in the projection (`assumes` says so).
  */
 import { deflateBlock, EntryCursor, digestBlocks } from '../../ovf/delta/index.js';
+import { P2vError } from '../../lib/errors.js';
 import type { OverlayDiskContent } from '../disk-content.js';
 import type { Overlay } from '../overlay.js';
 import { openStreamContent } from '../ova-stream.js';
@@ -68,6 +69,12 @@ const ZERO_RECORD = 17;
 /** Member magic, header line and END record; the OVA's descriptor, manifest and tar headers (measured: under 10 KiB for one disk). */
 const MEMBER_FIXED = 256;
 const OVA_FIXED = 16 * 1024;
+
+function mapSize(which: 'fewer' | 'more'): P2vError {
+  return new P2vError('BAD_OVA', `block map: ${which} blocks than the disk`, {
+    hint: 'fetch the map again with p2v-import --block-map NAME',
+  });
+}
 
 export interface ProjectOptions {
   name: string;
@@ -122,7 +129,7 @@ export async function projectDelta(
       for await (const batch of digestBlocks(c.chunks, c.capacity, bs, hasher?.hash)) {
         for (const b of batch) {
           for (let k = 0; k < b.count; k++) {
-            if (!cur.has() && !(await cur.fill())) throw new Error('block map: fewer blocks than the disk');
+            if (!cur.has() && !(await cur.fill())) throw mapSize('fewer');
             if (cur.takeSame(b.entry)) continue;
             if (b.entry === null) {
               d.zeroedBlocks++;
@@ -142,7 +149,7 @@ export async function projectDelta(
           }
         }
       }
-      if (await cur.fill()) throw new Error('block map: more blocks than the disk');
+      if (await cur.fill()) throw mapSize('more');
       disks.push(d);
     }
     await map.end();
