@@ -112,3 +112,17 @@ export async function fetchMap(staging: string, name: string, file: string): Pro
     await fh.close();
   }
 }
+
+/** `p2v-export --inspect --json ARGS`: the final pass's projection (deltaProjection), sending nothing. */
+export async function projectFinal(exportArgs: string[]): Promise<{ bytesToSend: number; downtimeSeconds: number }> {
+  const child = spawn(process.execPath, [binOf('p2v-export'), ...exportArgs, '--inspect', '--json', '--quiet'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  if (code !== 0) throw new Error(`p2v-export --inspect exited ${code}: ${err.trim()}`);
+  return (JSON.parse(out) as { deltaProjection: { bytesToSend: number; downtimeSeconds: number } }).deltaProjection;
+}

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { run } from '../lib/run.js';
 import { formatBytes, timed, type Bench, type BenchResult } from './harness.js';
 import { changeFilesMeasured, makeDataDisk } from './delta-image.js';
-import { fetchMap, runPipe, type PipeRun } from './delta-pipe.js';
+import { fetchMap, projectFinal, runPipe, type PipeRun } from './delta-pipe.js';
 
 const RSS_LIMIT = 256 * 1024 * 1024;
 const BIG = 20 * 1024 * 1024 * 1024;
@@ -60,6 +60,9 @@ export const deltaBench: Bench = {
     );
     const mapped = await timed(() => fetchMap(w('stager'), 'web1', w('map')));
     const mapBytes = (await stat(w('map'))).size;
+    // --inspect on the final pass first: its projection, against what the pass then sends.
+    const exp1 = exp().filter((a) => a !== '--ovf' && a !== '--quiet');
+    const projection = await projectFinal([...exp1, '--base-map', w('map')]);
     const final = ok(await runPipe(exp('--base-map', w('map')), imp('stager', 'final')), 'final pass');
     const finalSeconds = final.seconds + mapped.seconds;
     ctx.log(
@@ -74,6 +77,15 @@ export const deltaBench: Bench = {
       ratio: allowed / final.bytes,
       target: 1,
       note: `ratio = allowed / sent; ${((100 * final.bytes) / cold.bytes).toFixed(1)} % of the cold pass`,
+    });
+    const off = Math.abs(projection.bytesToSend - final.bytes);
+    results.push({
+      name: 'projected bytes (--inspect) vs sent',
+      ours: `${formatBytes(projection.bytesToSend)} projected, ${formatBytes(final.bytes)} sent (${((100 * off) / final.bytes).toFixed(1)} % off); downtime projected ${projection.downtimeSeconds.toFixed(2)} s`,
+      theirs: 'within 5 % + 16 KiB',
+      ratio: (0.05 * final.bytes + 16 * 1024) / Math.max(off, 1),
+      target: 1,
+      note: 'ratio = tolerance / error',
     });
     results.push({
       name: 'final pass wall time',

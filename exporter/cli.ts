@@ -97,6 +97,10 @@ export function buildProgram(): Command {
     .option('--base-map <file>', 'send only blocks differing from this base map (a delta)')
     .option('--delta', "with --ssh: fetch the stager's base map and send a delta")
     .option('--warm', 'a pass from the running machine, kept as a base')
+    .option(
+      '--link-rate <size>',
+      'with --inspect and a base map: link bytes/s for the downtime estimate (default 125M)',
+    )
     .addOption(
       new Option('--progress <mode>', 'stderr progress line: auto (default), tty or none').argParser(progressMode),
     )
@@ -162,6 +166,7 @@ interface CliOpts extends OutputChoice {
   baseMap?: string;
   delta?: boolean;
   warm?: boolean;
+  linkRate?: string;
   progress: 'auto' | 'tty' | 'none';
   progressFd?: number;
   verbose?: boolean;
@@ -169,14 +174,29 @@ interface CliOpts extends OutputChoice {
 }
 
 /** The option values, checked as the fixups and the writers will check them, before anything runs. */
-async function checkValues(
-  o: CliOpts,
-): Promise<{ memoryMiB?: number; chunkSize?: number; targetSizes?: (TargetSize | undefined)[] }> {
+async function checkValues(o: CliOpts): Promise<{
+  memoryMiB?: number;
+  chunkSize?: number;
+  targetSizes?: (TargetSize | undefined)[];
+  linkRate?: number;
+}> {
   if (!o.disk?.length)
     throw new P2vError('USAGE', 'no source disk given', {
       hint: 'name each disk with --disk /dev/sdX, boot disk first',
     });
   if (o.json && !o.inspect) throw new P2vError('USAGE', '--json goes with --inspect');
+  let linkRate: number | undefined;
+  if (o.linkRate !== undefined) {
+    if (!o.inspect || !(o.baseMap || o.delta))
+      throw new P2vError('USAGE', '--link-rate goes with --inspect and --base-map (or --delta)', {
+        hint: 'it sets the link speed of the projected downtime of a final pass',
+      });
+    linkRate = parseSize(o.linkRate, '--link-rate');
+    if (linkRate < 1000)
+      throw new P2vError('USAGE', `--link-rate ${o.linkRate} is too slow to mean anything`, {
+        hint: 'bytes per second, e.g. --link-rate 100M',
+      });
+  }
   const targetSizes = o.targetSize?.map((v) => targetSize(v));
   if (targetSizes && targetSizes.length > o.disk.length)
     throw new P2vError('USAGE', `${targetSizes.length} --target-size for ${o.disk.length} --disk`, {
@@ -214,7 +234,7 @@ async function checkValues(
         hint: 'name a directory of executable hook scripts',
       });
   }
-  return { memoryMiB, chunkSize, targetSizes };
+  return { memoryMiB, chunkSize, targetSizes, linkRate };
 }
 
 /** A --target-size value: "auto", or a size in whole sectors (Ganeti's disks are whole MiB). */
@@ -302,6 +322,7 @@ export async function main(argv: string[]): Promise<void> {
         compressLevel: o.compressLevel,
         chunkSize: values.chunkSize,
         baseMap: baseMapChoice(o),
+        linkRate: values.linkRate,
         warm: o.warm,
         progress,
         progressOut,

@@ -50,7 +50,7 @@ import { planFixups, applyFixups, renderDryRun, decideBoot, type BootDecision } 
 import type { FixupOptions, PlannedFixup } from '../fixups/types.js';
 import type { ExportOutput } from './outputs/types.js';
 import { streamOva, type StreamedDisk } from './ova-stream.js';
-import { streamOvaDelta, type BaseMapChoice } from './delta/index.js';
+import { formatProjection, projectFinalPass, streamOvaDelta, type BaseMapChoice } from './delta/index.js';
 
 export interface ExportOptions {
   disks: string[];
@@ -89,6 +89,8 @@ export interface ExportOptions {
   warm?: boolean;
   /** --base-map FILE, or --delta with --ssh: send only the blocks that differ from the stager's base (docs/design-delta.md). */
   baseMap?: BaseMapChoice;
+  /** --link-rate: bytes/s of the link, for --inspect's projected downtime of a final pass. */
+  linkRate?: number;
   /** Where --inspect / --dry-run text goes (stdout by default). */
   print?: (text: string) => void;
 }
@@ -260,8 +262,24 @@ async function convertAndSend(
       minimums.forEach((m, i) => {
         if (m !== undefined) inspection.disks[i]!.minimumSize = m;
       });
+      // On a final pass (a base map given): what it would send and the downtime, sending nothing (exporter/delta).
+      const projection = opts.baseMap
+        ? await timed('project', () =>
+            projectFinalPass(overlays, opts.baseMap!, {
+              name: instanceName(opts.name ?? opts.fixups.hostname ?? inspection.os?.hostname),
+              compressLevel: opts.compressLevel,
+              linkBytesPerSecond: opts.linkRate,
+              secondsBefore: steps.reduce((t, st) => t + st.seconds, 0),
+              log,
+            }),
+          )
+        : undefined;
       const { formatInspection } = await import('./inspect-format.js');
-      print(opts.inspectOnly === 'json' ? JSON.stringify(inspection, null, 2) : formatInspection(inspection));
+      print(
+        opts.inspectOnly === 'json'
+          ? JSON.stringify(projection ? { ...inspection, deltaProjection: projection } : inspection, null, 2)
+          : formatInspection(inspection) + (projection ? formatProjection(projection) : ''),
+      );
       return { inspection, fixups: [], disks: [], bytesSent: 0, steps };
     }
     if (!inspection.os && !opts.warm)

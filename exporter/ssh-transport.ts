@@ -5,7 +5,7 @@
  * forced command (restricted key): whatever command we ask for, the server
  * decides. Host keys are verified (known-hosts.ts) before any byte is sent.
  */
-import { Client, type ConnectConfig } from 'ssh2';
+import type { ConnectConfig } from 'ssh2';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +76,8 @@ export async function openRemoteReceiver(opts: SshOptions): Promise<RemoteReceiv
     ? undefined
     : await readKnownHosts(opts.knownHosts ?? [join(homedir(), '.ssh', 'known_hosts'), '/etc/ssh/ssh_known_hosts']);
   let refusal: P2vError | undefined;
+  // Loaded here, not at start-up: ssh2 is ~110 ms of every p2v-export's start, and most runs never use it.
+  const { Client } = await import('ssh2');
   const conn = new Client();
   const auth = await privateKeyFor(opts);
   await new Promise<void>((resolve, reject) => {

@@ -106,14 +106,23 @@ export async function openBase(staging: string, name: string): Promise<Base> {
       hint: `drop it with p2v-import --remove ${name} and send a full export`,
     });
   }
-  for (const d of info.disks) {
-    const s = await lstat(join(dir, baseDiskName(d.index))).catch(() => undefined);
-    if (!s?.isFile() || s.size !== d.size || s.mtimeMs !== d.mtimeMs || s.ino !== d.ino)
-      throw new P2vError('IO', `the base of ${name}: disk ${d.index} changed since it was kept`, {
-        hint: `something wrote to ${join(dir, baseDiskName(d.index))}; drop the base with p2v-import --remove ${name} and send a full export`,
-      });
-  }
-  return { ...info, dir };
+  const base = { ...info, dir };
+  for (const d of info.disks) await checkBaseDisk(base, d.index);
+  return base;
+}
+
+/**
+ * Refuse a base disk whose file is not the one kept (size, mtime, inode):
+ * written to since, through the base or through an output sharing its inode.
+ */
+export async function checkBaseDisk(base: Base, index: number): Promise<void> {
+  const d = base.disks[index]!;
+  const path = join(base.dir, baseDiskName(d.index));
+  const s = await lstat(path).catch(() => undefined);
+  if (!s?.isFile() || s.size !== d.size || s.mtimeMs !== d.mtimeMs || s.ino !== d.ino)
+    throw new P2vError('IO', `the base of ${base.name}: disk ${d.index} changed since it was kept`, {
+      hint: `something wrote to ${path} (or to an output that is a hard link to it); drop the base with p2v-import --remove ${base.name} and send a full export`,
+    });
 }
 
 /** The staged disks to keep as a base. */
@@ -126,10 +135,13 @@ export interface BaseSource {
 }
 
 /**
- * Keep `disks` as the base of `name`, replacing the previous one. A disk file
- * linked nowhere else (`move`) is renamed in; one that is also an output (a
- * hard link) or that stays staged is copied (reflink where the filesystem has
- * it, sparse otherwise), so no output can later change the base.
+ * Keep `disks` as the base of `name`, replacing the previous one. With
+ * `move` (the staged copy goes away next) each disk file is renamed in, even
+ * when an output is a hard link to it: a second copy of every disk cost more
+ * than the whole delta (bench/README.md), and a write through that output
+ * changes the file's mtime, which openBase and checkBaseDisk refuse. Without
+ * `move` (the staged copy stays) it is copied (reflink where the filesystem
+ * has it, sparse otherwise).
  */
 export async function keepBase(
   staging: string,
@@ -155,8 +167,7 @@ export async function keepBase(
       };
       for (const d of disks) {
         const into = work.at(join('base', baseDiskName(d.index)));
-        const st = await stat(d.path);
-        if (opts.move && st.nlink === 1) await rename(d.path, into);
+        if (opts.move) await rename(d.path, into);
         else await copySparse(d.path, join(work.path, 'base', baseDiskName(d.index)));
         const kept = await stat(into);
         const disk: BaseDisk = {
@@ -268,6 +279,17 @@ export class MapFileWriter {
   static async create(path: string, blockSize: number, capacity: number): Promise<MapFileWriter> {
     return new MapFileWriter(await open(path, CREATE_NEW, 0o600), blockSize, capacity);
   }
+  /** Entries already encoded (copied: `b` may be reused after the call). */
+  async addBytes(b: Buffer): Promise<void> {
+    if (this.used + b.length > this.buf.length) await this.flush();
+    if (b.length > this.buf.length) {
+      this.digest.addBytes(b);
+      await this.fh.write(b);
+      return;
+    }
+    b.copy(this.buf, this.used);
+    this.used += b.length;
+  }
   /** One entry into the buffer (flush before it fills: `flush` when `full`). */
   add(e: BlockEntry): void {
     if (this.used + 1 + DIGEST_BYTES > this.buf.length) {
@@ -367,7 +389,8 @@ export async function blockMapOf(staging: string, name: string): Promise<AsyncIt
   return writeBlockMap(header, (i) => mapFileBytes(join(base.dir, baseMapName(i))));
 }
 
-async function* mapFileBytes(path: string): AsyncGenerator<Buffer> {
+/** A map file's bytes (its entries, encoded), streamed. */
+export async function* mapFileBytes(path: string): AsyncGenerator<Buffer> {
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     for await (const b of fh.createReadStream({ highWaterMark: 256 * 1024, autoClose: false })) yield b as Buffer;

@@ -19,15 +19,12 @@ import { run } from '../lib/run.js';
 import { toolVersion } from '../lib/version.js';
 import { checkGanetiDefaults, checkUefiKvmExtra } from './config-ini.js';
 import { parseClientCommand, type ClientRequest } from './forced-command.js';
-import { importFromStaged } from './from-staged.js';
 import { formatStagedList, listStaged, removeStaged } from './housekeeping.js';
 import { formatBaseList, isImportId, writeBlockMapOut } from './base-cli.js';
 import { hasBase, listBases, removeBase } from './base.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, parseDuration } from './idle-timeout.js';
-import { importOva } from './import.js';
 import { checkInstanceName } from '../lib/instance-name.js';
 import { parseSize } from './size.js';
-import { setupStagerMain } from './stager-setup.js';
 import type { ImportResult, OutputSpec } from './types.js';
 
 export const DEFAULT_STAGING = '/var/lib/p2v-import';
@@ -212,7 +209,9 @@ function chooseMode(
 }
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv.slice(2).includes('--setup-stager')) return setupStagerMain(argv);
+  // The import itself and the stager setup load on use: `--block-map` (each delta's first step) and `--list`
+  // start in about half the time without them (bench/README.md, delta).
+  if (argv.slice(2).includes('--setup-stager')) return (await import('./stager-setup.js')).setupStagerMain(argv);
   // Words that look like options are left to commander: the forced command's client words are checked apart.
   const command = { tool: 'p2v-import', program: buildCommand(), refuseDashValues: false };
   await runCommand(command, argv, async (cmd) => {
@@ -296,6 +295,7 @@ export async function main(argv: string[]): Promise<void> {
 
     let result: ImportResult;
     if (mode === 'from-staged') {
+      const { importFromStaged } = await import('./from-staged.js');
       result = await importFromStaged({
         staging,
         id: o.fromStaged!,
@@ -308,6 +308,7 @@ export async function main(argv: string[]): Promise<void> {
       });
     } else {
       const input = file === undefined || file === '-' ? process.stdin : await openInput(file);
+      const { importOva } = await import('./import.js');
       result = await importOva({
         staging,
         input,

@@ -2,11 +2,12 @@
  * Receiving a delta (docs/design-delta.md): admit it against the machine's
  * base before any data is written, then apply each delta disk to a copy of
  * the base disk in the import's own `.partial` dir (reflink where the
- * filesystem has it), so the base is never written and a failed delta costs
- * only the copy. Applying also writes the result's block map, and refuses
+ * filesystem has it, else a sparse copy made while the exporter digests),
+ * so the base is never written and a failed delta costs only the copy. Applying also writes the result's block map, and refuses
  * the result unless its whole-disk digest is the one the exporter stated.
  */
-import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -14,7 +15,7 @@ import {
   entryOf,
   parseDeltaFormatUri,
   readDeltaMember,
-  ResultEntries,
+  ResultMap,
   zeros,
   type DeltaFormat,
 } from '../ovf/delta/index.js';
@@ -22,10 +23,11 @@ import type { MachineDescription, OvfDisk } from '../ovf/types.js';
 import {
   baseDiskName,
   baseMapName,
+  checkBaseDisk,
   copySparse,
   ensureBaseMaps,
-  entriesOfMapFile,
   MapFileWriter,
+  mapFileBytes,
   openBase,
   type Base,
 } from './base.js';
@@ -90,8 +92,32 @@ export async function admitDelta(
   return base;
 }
 
+/**
+ * The copies of the base disks a delta is applied to, in the import's
+ * `.partial` dir (reflink where the filesystem has it, sparse otherwise:
+ * only the data extents are read). Started as soon as the descriptor is
+ * admitted, so the copy runs while the exporter is still digesting. A base
+ * disk written to while it was copied (an output sharing its inode) is
+ * refused: the result's digest is computed from the base's map, so the copy
+ * must be the bytes that map describes.
+ */
+export async function copyBaseDisks(base: Base, dir: string): Promise<void> {
+  for (const d of base.disks) {
+    const copy = join(dir, rawDiskName(d.index));
+    await copySparse(join(base.dir, baseDiskName(d.index)), copy);
+    await checkBaseDisk(base, d.index);
+    // Flushed now, while the exporter digests: the sync after applying then writes only the delta's blocks.
+    const fh = await open(copy, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
 export interface ApplyDeltaOptions {
-  /** The `.partial` work dir. */
+  /** The `.partial` work dir, holding the copy of the base disk (copyBaseDisks). */
   dir: string;
   index: number;
   disk: OvfDisk;
@@ -99,6 +125,31 @@ export interface ApplyDeltaOptions {
   format: DeltaFormat;
   logger: Logger;
 }
+
+/** Coalesced writes of consecutive blocks: one positional write per run, not one per 4 KiB block. */
+class RunWriter {
+  private parts: Buffer[] = [];
+  private at = 0;
+  private len = 0;
+  written = 0;
+  constructor(private readonly fh: FileHandle) {}
+  async add(offset: number, data: Buffer): Promise<void> {
+    if (this.len > 0 && (offset !== this.at + this.len || this.len >= WRITE_RUN)) await this.flush();
+    if (this.len === 0) this.at = offset;
+    this.parts.push(data);
+    this.len += data.length;
+  }
+  async flush(): Promise<void> {
+    if (this.len === 0) return;
+    await this.fh.writev(this.parts, this.at);
+    this.written += this.len;
+    this.parts = [];
+    this.len = 0;
+  }
+}
+
+/** Bytes per coalesced write (zero runs are written in pieces of this size too). */
+const WRITE_RUN = 1024 * 1024;
 
 /** A delta disk applied: the staged disk, with its result's map written next to it as diskN.map. */
 export async function applyDeltaDisk(content: AsyncIterable<Buffer>, opts: ApplyDeltaOptions): Promise<StagedDisk> {
@@ -118,31 +169,24 @@ export async function applyDeltaDisk(content: AsyncIterable<Buffer>, opts: Apply
       hint: 'the delta is inconsistent; the base is untouched: export again',
     });
   const target = join(dir, rawDiskName(index));
-  await copySparse(join(base.dir, baseDiskName(index)), target);
   const mapPath = join(dir, baseMapName(index));
   const map = await MapFileWriter.create(mapPath, base.blockSize, b.capacity);
-  const fh = await open(target, 'r+');
-  let written = 0;
+  const fh = await open(target, constants.O_RDWR | constants.O_NOFOLLOW);
+  const out = new RunWriter(fh);
   try {
-    const result = new ResultEntries(
-      entriesOfMapFile(join(base.dir, baseMapName(index))),
-      h,
-      (e) => map.add(e),
-      () => map.flushIfFull(),
-    );
+    const result = new ResultMap(mapFileBytes(join(base.dir, baseMapName(index))), h, (bytes) => map.addBytes(bytes));
     for await (const r of reader.records()) {
       if (r.kind === 'data') {
-        await fh.write(r.data, 0, r.data.length, r.index * h.blockSize);
-        written += r.data.length;
+        await out.add(r.index * h.blockSize, r.data);
         await result.set(r.index, entryOf(r.data));
       } else {
-        for (let i = r.first; i < r.first + r.count; i++) {
-          const len = Math.min(h.blockSize, h.capacity - i * h.blockSize);
-          await fh.write(zeros(len), 0, len, i * h.blockSize);
-          await result.set(i, null);
-        }
+        const start = r.first * h.blockSize;
+        const end = Math.min(h.capacity, (r.first + r.count) * h.blockSize);
+        for (let at = start; at < end; at += WRITE_RUN) await out.add(at, zeros(Math.min(WRITE_RUN, end - at)));
+        for (let i = r.first; i < r.first + r.count; i++) await result.set(i, null);
       }
     }
+    await out.flush();
     const digest = await result.finish();
     if (digest !== reader.resultDigest)
       throw new P2vError(
@@ -154,7 +198,8 @@ export async function applyDeltaDisk(content: AsyncIterable<Buffer>, opts: Apply
       );
     await fh.sync();
     const mapDigest = await map.close();
-    opts.logger.debug(`${what}: ${written} bytes written onto a copy of the base`);
+    if (mapDigest !== digest) throw new Error(`${what}: the map written is not the map computed`);
+    opts.logger.debug(`${what}: ${out.written} bytes written onto a copy of the base`);
     const dataBytes = Math.min(b.capacity, (await fh.stat()).blocks * 512);
     return { index, diskId: opts.disk.diskId, path: target, capacity: b.capacity, dataBytes, mapDigest };
   } catch (e) {

@@ -24,7 +24,7 @@ import { checkOutputLimits } from './limits.js';
 import { MACHINE_FILE, openStagingArea, type StagingArea } from './staging.js';
 import { keepInterruptedBase } from './base-keep.js';
 import { MapTap } from './base-map-tap.js';
-import { admitDelta, applyDeltaDisk, deltaOf } from './delta-apply.js';
+import { admitDelta, applyDeltaDisk, copyBaseDisks, deltaOf } from './delta-apply.js';
 import type { Base } from './base.js';
 import { isWarmPass, type DeltaFormat } from '../ovf/delta/index.js';
 import type { ImportRequest, StagedDisk, StagedImport } from './types.js';
@@ -96,9 +96,26 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
   let delta: DeltaFormat[] | undefined;
   let base: Base | undefined;
   let keepReceived: ExitHandle | undefined;
+  // A delta's base is admitted and copied as soon as the descriptor is read, while the exporter still digests.
+  let prepared: Promise<void> | undefined;
   try {
     let spaceChecked = false;
     const staged = new Map<number, StagedDisk>();
+    const ensureSpace = async (m: MachineDescription) => {
+      if (spaceChecked) return;
+      // A disk decoded straight onto the target device takes no staging space.
+      const stagedDisks = req.disk0Target?.direct ? m.disks.slice(1) : m.disks;
+      const expected = expectedStagingBytes(stagedDisks);
+      await checkFreeSpace(resolve(req.staging), expected);
+      await checkStagingQuota(req.staging, area.dir, expected, req.maxStaging);
+      await area.reserve(expected);
+      spaceChecked = true;
+    };
+    const prepareDelta = async (m: MachineDescription, formats: DeltaFormat[], name: string) => {
+      base = await admitDelta(req.staging, m, formats, name);
+      await ensureSpace(m);
+      await copyBaseDisks(base, area.dir);
+    };
 
     // readOva also takes a gzip-wrapped tar (Ganeti's ova.ova) and checks
     // every member against the manifest, which must then cover every file.
@@ -123,12 +140,16 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
               },
             );
           machine = m;
+          if (delta) {
+            prepared = prepareDelta(m, delta, instanceName);
+            prepared.catch(() => undefined); // observed at the first file, or when the import fails first
+          }
           return m;
         },
         onFile: async (file: OvfFile, content: AsyncIterable<Buffer>) => {
           // readOva calls parseDescriptor before any file.
           if (!machine) throw new Error('onFile before parseDescriptor');
-          if (delta && !base) base = await admitDelta(req.staging, machine, delta, instanceName);
+          if (prepared) await prepared;
           // What a full import receives becomes the machine's base if it stops (an error, a signal): registered
           // after the staging area, so it runs before the area is removed (docs/design-delta.md).
           if (req.keepBase && !delta && !keepReceived && !req.disk0Target?.direct) {
@@ -137,15 +158,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
               keepInterruptedBase(req.staging, name, m, area.dir, req.logger),
             );
           }
-          if (!spaceChecked) {
-            // A disk decoded straight onto the target device takes no staging space.
-            const stagedDisks = req.disk0Target?.direct ? machine.disks.slice(1) : machine.disks;
-            const expected = expectedStagingBytes(stagedDisks);
-            await checkFreeSpace(resolve(req.staging), expected);
-            await checkStagingQuota(req.staging, area.dir, expected, req.maxStaging);
-            await area.reserve(expected);
-            spaceChecked = true;
-          }
+          await ensureSpace(machine);
           const index = machine.disks.findIndex((d) => d.fileRef === file.id);
           if (index < 0) {
             req.logger.debug(`${file.href} is not a disk, not kept`);
@@ -241,6 +254,8 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
     };
     return { staged: stagedImport, area };
   } catch (e) {
+    // A base copy still running must end before its directory is removed.
+    await prepared?.catch(() => undefined);
     // What a full import received so far becomes the machine's base, so sending again resumes.
     await keepReceived?.run();
     await area.remove();

@@ -7,8 +7,16 @@
  * is an answer, not an error), `startProgram` for a server or a stream whose
  * life the caller manages.
  */
-import { execa, type Options, type Result, type ResultPromise } from 'execa';
+import type { Options, Result, ResultPromise } from 'execa';
 import { P2vError } from './errors.js';
+
+/**
+ * execa, loaded on first use: loading it is about 240 ms of a CLI's start-up
+ * on this project's machines, and some runs (p2v-import --block-map, --list)
+ * start no program at all.
+ */
+let execaModule: Promise<typeof import('execa')> | undefined;
+const loadExeca = () => (execaModule ??= import('execa'));
 
 /** Debian package that provides each program we call. */
 export const PACKAGE_OF: Record<string, string> = {
@@ -164,6 +172,7 @@ export async function run(program: string, args: readonly string[], opts: RunOpt
   await requireProgram(program);
   try {
     const reject = allowFailure ? false : execaOpts.reject;
+    const { execa } = await loadExeca();
     return (await execa(program, args, { stripFinalNewline: true, ...execaOpts, reject })) as Result;
   } catch (e: unknown) {
     const err = e as { exitCode?: number; stderr?: unknown; shortMessage?: string; signal?: string };
@@ -196,5 +205,6 @@ export async function startProgram<O extends Options>(
   opts: O,
 ): Promise<{ child: ResultPromise<{} & O> }> {
   await requireProgram(program);
+  const { execa } = await loadExeca();
   return { child: execa(program, args, opts) };
 }

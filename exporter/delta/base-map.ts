@@ -30,7 +30,7 @@ export async function checkBaseMap(src: BaseMapSource): Promise<BlockMapHeader> 
       });
     throw e;
   });
-  for (const d of m.header.disks) for await (const _ of m.entries(d.index)) void _;
+  for (const d of m.header.disks) await m.check(d.index);
   await m.end();
   return m.header;
 }

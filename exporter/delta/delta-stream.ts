@@ -11,13 +11,22 @@ import type { Progress } from '../../lib/progress.js';
 import { buildDescriptor } from '../../ovf/descriptor/index.js';
 import { writeOva } from '../../ovf/ova/index.js';
 import { deltaFormatUri, digestBlocks, writeDeltaMember, type DeltaStats } from '../../ovf/delta/index.js';
-import { DEFAULT_CHUNK_SIZE, type MachineDescription, type OvfDisk, type OvfFile } from '../../ovf/types.js';
+import { type MachineDescription, type OvfDisk, type OvfFile } from '../../ovf/types.js';
 import type { OverlayDiskContent } from '../disk-content.js';
 import type { FittedDisk } from '../fit/index.js';
 import { openStreamContent } from '../ova-stream.js';
 import type { Overlay } from '../overlay.js';
 import type { ExportOutput } from '../outputs/types.js';
 import { checkBaseFits, checkBaseMap, type BaseMapSource } from './base-map.js';
+import { startBlockHasher } from './block-hasher.js';
+
+/**
+ * Chunk size of a streamed delta: small, so the stager receives and applies
+ * records while the exporter is still digesting (one 64 MiB chunk held a
+ * whole 3 MB delta until the end, and the stager's apply came after it);
+ * each chunk costs a 512-byte tar header and a manifest line.
+ */
+export const DELTA_CHUNK_SIZE = 256 * 1024;
 
 export interface DeltaStreamOptions {
   name: string;
@@ -58,7 +67,9 @@ export async function streamDelta(
   const doneByDisk = overlays.map(() => 0);
   const contents: OverlayDiskContent[] = [];
   for (const [i, ov] of overlays.entries()) {
+    // Lent chunks: the digester looks at each block once and copies only the changed ones (delta-member.ts).
     const c = await openStreamContent(ov, opts.fitted?.[i], {
+      lend: true,
       onProgress: (d) => {
         doneByDisk[i] = d;
         meter?.update(doneByDisk.reduce((a, b) => a + b, 0));
@@ -77,6 +88,9 @@ export async function streamDelta(
   meter.update(0);
   const map = await opts.baseMap.open();
   const bs = header.blockSize;
+  // Digests on a second thread while this one reads (block-hasher.ts); undefined: hashed here.
+  const hasher = await startBlockHasher(bs);
+  connections.push(onExit('stop the block hashing worker', async () => hasher?.close()));
   const members = contents.map((c, i) =>
     writeDeltaMember(
       {
@@ -86,8 +100,8 @@ export async function streamDelta(
         base: header.name,
         baseDigest: header.disks[i]!.digest,
       },
-      digestBlocks(c.chunks, c.capacity, bs),
-      map.entries(i),
+      digestBlocks(c.chunks, c.capacity, bs, hasher?.hash),
+      map.runs(i),
       { level: opts.compressLevel },
     ),
   );
@@ -107,7 +121,7 @@ export async function streamDelta(
       descriptor: (files) => buildDescriptor(opts.machine(files, disks), { chunked: sink.mode === 'stream' }),
       files: members.map((m, i) => ({ id: `file${i + 1}`, href: `${opts.name}-disk${i + 1}.delta`, content: m.bytes })),
       ...(sink.mode === 'file' ? { mode: 'file', output: sink.path } : { mode: 'stream', output: sink.stream }),
-      chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      chunkSize: opts.chunkSize ?? DELTA_CHUNK_SIZE,
     }),
   );
   await map.end();

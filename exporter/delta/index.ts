@@ -10,6 +10,7 @@ import type { SshOptions } from '../ssh-transport.js';
 import { baseMapFile, type BaseMapSource } from './base-map.js';
 import { streamDelta } from './delta-stream.js';
 import { sshBaseMap } from './ssh-map.js';
+import { projectDelta, type DeltaProjection, type ProjectOptions } from './projection.js';
 
 /** Where the base map comes from: a file (--base-map FILE) or the stager (--ssh with --delta). */
 export type BaseMapChoice = string | { ssh: SshOptions };
@@ -17,6 +18,25 @@ export type BaseMapChoice = string | { ssh: SshOptions };
 export { baseMapFile, checkBaseMap, checkBaseFits, type BaseMapSource } from './base-map.js';
 export { sshBaseMap, mapCommand } from './ssh-map.js';
 export { streamDelta, type DeltaStreamResult, type DeltaDiskReport } from './delta-stream.js';
+export { formatProjection, type DeltaProjection } from './projection.js';
+
+/**
+ * --inspect with a base map: the final pass's projection (projection.ts),
+ * or undefined when the stager has no base for this machine yet (the final
+ * pass would then be a full export).
+ */
+export async function projectFinalPass(
+  overlays: Overlay[],
+  choice: BaseMapChoice,
+  opts: ProjectOptions & { log: { info(m: string): void } },
+): Promise<DeltaProjection | undefined> {
+  const baseMap = typeof choice === 'string' ? baseMapFile(choice) : await sshBaseMap(choice.ssh, opts.name);
+  if (!baseMap) {
+    opts.log.info(`the stager has no base for ${opts.name} yet: the final pass would be a full export`);
+    return undefined;
+  }
+  return projectDelta(overlays, baseMap, opts);
+}
 
 /**
  * streamOva's counterpart for a delta: same options, plus where the base map

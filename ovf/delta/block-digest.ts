@@ -2,19 +2,23 @@
  * A disk's blocks in order, from its data chunks (ascending, gaps are zeros).
  * Runs of blocks no chunk touches come out as one ZERO run (never hashed, one
  * object however long), every other block with its entry and, for a data
- * block, its bytes (a buffer the caller may keep). Yielded in batches: a 2 GiB
+ * block, its bytes (see DigestedBlock.data for how long they live). Yielded in batches: a 2 GiB
  * disk has 524 288 blocks of 4 KiB, and an await per block cost more than
  * hashing the data.
  */
 import type { DataChunk } from '../types.js';
-import { blockCount, blockLength, entryOf, type BlockEntry } from './format.js';
+import { blockCount, blockLength, DIGEST_BYTES, ENTRY_ZERO, entryOf, sameEntry, type BlockEntry } from './format.js';
 
 /** `count` blocks from `index`: a ZERO run (entry null), or one block (count 1). */
 export interface DigestedBlock {
   index: number;
   count: number;
   entry: BlockEntry;
-  /** The block's bytes when it holds data. */
+  /**
+   * The block's bytes when it holds data: a view into the chunk it came from
+   * when it lies whole inside it, so valid only as long as that chunk (a lent
+   * chunk is reused once the next is pulled: copy what you keep).
+   */
   data?: Buffer;
 }
 
@@ -36,12 +40,18 @@ export class BlockDigester {
     this.next = b;
   }
 
-  private emit(index: number, buf: Buffer, out: DigestedBlock[]): void {
-    const entry = entryOf(buf);
+  private emit(index: number, buf: Buffer, out: DigestedBlock[], known?: BlockEntry): void {
+    const entry = known === undefined ? entryOf(buf) : known;
     out.push(entry === null ? { index, count: 1, entry } : { index, count: 1, entry, data: buf });
   }
 
-  push({ offset, data }: DataChunk, out: DigestedBlock[]): void {
+  /**
+   * `hashed`, when given, holds the entries of the chunk's first whole blocks
+   * (the chunk starting on a block boundary), computed elsewhere (a worker
+   * thread: exporter/delta/block-hasher.ts), 33 bytes each: tag (0 zeros,
+   * 1 data) and the SHA-256.
+   */
+  push({ offset, data }: DataChunk, out: DigestedBlock[], hashed?: Buffer): void {
     if (offset + data.length > this.capacity)
       throw new RangeError(`chunk at ${offset} runs past the capacity ${this.capacity}`);
     const bs = this.blockSize;
@@ -55,7 +65,14 @@ export class BlockDigester {
         this.gapTo(b, out);
         // A whole block inside the chunk: no copy (chunks are fresh buffers the caller does not reuse).
         if (at === b * bs && data.length - p >= len) {
-          this.emit(b, data.subarray(p, p + len), out);
+          const k = p / bs;
+          const known =
+            hashed && len === bs && (k + 1) * 33 <= hashed.length
+              ? hashed[k * 33] === 0
+                ? null
+                : hashed.subarray(k * 33 + 1, k * 33 + 33)
+              : undefined;
+          this.emit(b, data.subarray(p, p + len), out, known);
           this.next = b + 1;
           p += len;
           continue;
@@ -82,15 +99,19 @@ export class BlockDigester {
   }
 }
 
+/** Entries of a chunk's whole blocks computed elsewhere (BlockDigester.push's `hashed`), or undefined. */
+export type ChunkHasher = (c: DataChunk) => Promise<Buffer | undefined>;
+
 export async function* digestBlocks(
   chunks: AsyncIterable<DataChunk>,
   capacity: number,
   blockSize: number,
+  hasher?: ChunkHasher,
 ): AsyncGenerator<DigestedBlock[]> {
   const d = new BlockDigester(capacity, blockSize);
   for await (const c of chunks) {
     const out: DigestedBlock[] = [];
-    d.push(c, out);
+    d.push(c, out, hasher && c.offset % blockSize === 0 ? await hasher(c) : undefined);
     if (out.length) yield out;
   }
   const out: DigestedBlock[] = [];
@@ -98,17 +119,30 @@ export async function* digestBlocks(
   if (out.length) yield out;
 }
 
+/** Encoded entries as they lie in a map (tag, then 32 digest bytes for data), `count` of them. */
+export interface EntryRun {
+  bytes: Buffer;
+  count: number;
+}
+
 /**
  * Entries of a disk read in batches (a block map, a map file), taken one at a
- * time without an await per entry: `fill` when `has` says the batch is used up.
+ * time without an await per entry: `fill` when `has` says the batch is used
+ * up. A batch is entries, or an EntryRun of encoded bytes that `takeSame`
+ * compares in place (an object per entry of a 2 GiB disk's map cost more
+ * than the comparing: bench/README.md).
  */
 export class EntryCursor {
-  private batch: BlockEntry[] = [];
+  private batch: BlockEntry[] | EntryRun = [];
   private i = 0;
+  private pos = 0;
   private ended = false;
-  constructor(private readonly it: AsyncIterator<BlockEntry[]>) {}
+  constructor(private readonly it: AsyncIterator<BlockEntry[] | EntryRun>) {}
+  private get size(): number {
+    return Array.isArray(this.batch) ? this.batch.length : this.batch.count;
+  }
   has(): boolean {
-    return this.i < this.batch.length;
+    return this.i < this.size;
   }
   /** Load the next batch; false at the end. */
   async fill(): Promise<boolean> {
@@ -118,12 +152,33 @@ export class EntryCursor {
       else {
         this.batch = r.value;
         this.i = 0;
+        this.pos = 0;
       }
     }
     return this.has();
   }
   take(): BlockEntry {
-    return this.batch[this.i++]!;
+    const b = this.batch;
+    if (Array.isArray(b)) return b[this.i++]!;
+    this.i++;
+    if (b.bytes[this.pos] === ENTRY_ZERO) {
+      this.pos++;
+      return null;
+    }
+    this.pos += 1 + DIGEST_BYTES;
+    return b.bytes.subarray(this.pos - DIGEST_BYTES, this.pos);
+  }
+  /** Take the next entry and say whether it is `e`, building nothing. */
+  takeSame(e: BlockEntry): boolean {
+    const b = this.batch;
+    if (Array.isArray(b)) return sameEntry(e, b[this.i++]!);
+    this.i++;
+    if (b.bytes[this.pos] === ENTRY_ZERO) {
+      this.pos++;
+      return e === null;
+    }
+    this.pos += 1 + DIGEST_BYTES;
+    return e !== null && b.bytes.compare(e, 0, DIGEST_BYTES, this.pos - DIGEST_BYTES, this.pos) === 0;
   }
   /** The next entry, or undefined at the end. */
   async next(): Promise<BlockEntry | undefined> {

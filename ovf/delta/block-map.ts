@@ -13,6 +13,7 @@
  */
 import { P2vError } from '../../lib/errors.js';
 import { ByteReader } from './byte-reader.js';
+import type { EntryRun } from './block-digest.js';
 import {
   blockCount,
   checkBlockSize,
@@ -67,11 +68,33 @@ export function parseEntries(buf: Buffer, max: number, bad: (tag: number) => Err
       p++;
     } else if (tag === ENTRY_DATA) {
       if (p + 1 + DIGEST_BYTES > buf.length) break;
-      out.push(Buffer.from(buf.subarray(p + 1, p + 1 + DIGEST_BYTES)));
+      // A view, not a copy: stream chunks are never reused, and a copy per entry cost more than the compare.
+      out.push(buf.subarray(p + 1, p + 1 + DIGEST_BYTES));
       p += 1 + DIGEST_BYTES;
     } else throw bad(tag);
   }
   return [out, p];
+}
+
+/**
+ * Count whole entries at the front of `buf`, at most `max`, without building
+ * them: returns [entries, bytes]. An entry cut at the end of `buf` is left;
+ * `bad` makes the error for an unknown tag.
+ */
+export function scanEntries(buf: Buffer, max: number, bad: (tag: number) => Error): [number, number] {
+  let n = 0;
+  let p = 0;
+  const len = buf.length;
+  while (n < max && p < len) {
+    const tag = buf[p]!;
+    if (tag === ENTRY_ZERO) p++;
+    else if (tag === ENTRY_DATA) {
+      if (p + 1 + DIGEST_BYTES > len) break;
+      p += 1 + DIGEST_BYTES;
+    } else throw bad(tag);
+    n++;
+  }
+  return [n, p];
 }
 
 function badMap(message: string): P2vError {
@@ -105,6 +128,10 @@ export interface BlockMapReader {
    * order, each to its end (where its digest is checked).
    */
   entries(index: number): AsyncGenerator<BlockEntry[]>;
+  /** Disk `index`'s entries as encoded runs (EntryCursor compares them in place), digest checked at the end. */
+  runs(index: number): AsyncGenerator<EntryRun>;
+  /** Disk `index` read to its end and its digest checked, without building its entries (same order rule). */
+  check(index: number): Promise<void>;
   /** Refuse trailing bytes after the last disk. */
   end(): Promise<void>;
 }
@@ -128,29 +155,40 @@ export async function readBlockMap(source: AsyncIterable<Buffer>, what = 'the bl
   }
   const header = checkHeader(parsed);
   let nextDisk = 0;
+  /** Disk `index`'s entry bytes in runs, each with its entry count (`parse`: also the entries), digest checked at the end. */
+  async function* walk(index: number, parse: boolean): AsyncGenerator<BlockEntry[] | EntryRun> {
+    if (index !== nextDisk) throw new Error(`block map disks are read in order (asked ${index}, next ${nextDisk})`);
+    const d = header.disks[index]!;
+    const digest = new DiskDigest(header.blockSize, d.capacity);
+    let left = blockCount(d.capacity, header.blockSize);
+    const bad = (tag: number) => badMap(`disk ${index}: unknown entry type ${tag} (damaged map)`);
+    while (left > 0) {
+      const buf = await r.peek(1 + DIGEST_BYTES);
+      const [got, used] = parse ? parseEntries(buf, left, bad) : scanEntries(buf, left, bad);
+      if (used === 0)
+        throw new P2vError('TRUNCATED', `${what} ends early (disk ${index}, ${left} blocks short)`, {
+          hint: HINT_MAP,
+        });
+      const bytes = buf.subarray(0, used);
+      digest.addBytes(bytes);
+      r.consume(used);
+      left -= typeof got === 'number' ? got : got.length;
+      // A view: the reader never reuses its buffers (it makes new ones as it reads).
+      yield typeof got === 'number' ? { bytes, count: got } : got;
+    }
+    if (digest.hex() !== d.digest) throw badMap(`disk ${index}'s entries do not match its digest (damaged map)`);
+    nextDisk++;
+  }
   return {
     header,
     async *entries(index: number): AsyncGenerator<BlockEntry[]> {
-      if (index !== nextDisk) throw new Error(`block map disks are read in order (asked ${index}, next ${nextDisk})`);
-      const d = header.disks[index]!;
-      const digest = new DiskDigest(header.blockSize, d.capacity);
-      let left = blockCount(d.capacity, header.blockSize);
-      while (left > 0) {
-        const buf = await r.peek(1 + DIGEST_BYTES);
-        const [batch, used] = parseEntries(buf, left, (tag) =>
-          badMap(`disk ${index}: unknown entry type ${tag} (damaged map)`),
-        );
-        if (used === 0)
-          throw new P2vError('TRUNCATED', `${what} ends early (disk ${index}, ${left} blocks short)`, {
-            hint: HINT_MAP,
-          });
-        digest.addBytes(buf.subarray(0, used));
-        r.consume(used);
-        left -= batch.length;
-        yield batch;
-      }
-      if (digest.hex() !== d.digest) throw badMap(`disk ${index}'s entries do not match its digest (damaged map)`);
-      nextDisk++;
+      for await (const b of walk(index, true)) yield b as BlockEntry[];
+    },
+    async *runs(index: number): AsyncGenerator<EntryRun> {
+      for await (const b of walk(index, false)) yield b as EntryRun;
+    },
+    async check(index: number): Promise<void> {
+      for await (const _ of walk(index, false)) void _;
     },
     async end() {
       if (!(await r.atEnd())) throw badMap('bytes follow the last disk');
@@ -161,7 +199,7 @@ export async function readBlockMap(source: AsyncIterable<Buffer>, what = 'the bl
 /** Read a whole map once, checking every digest (a map file is checked before it is used). */
 export async function verifyBlockMap(source: AsyncIterable<Buffer>, what?: string): Promise<BlockMapHeader> {
   const m = await readBlockMap(source, what);
-  for (const d of m.header.disks) for await (const _ of m.entries(d.index)) void _;
+  for (const d of m.header.disks) await m.check(d.index);
   await m.end();
   return m.header;
 }

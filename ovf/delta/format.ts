@@ -27,6 +27,8 @@ export const ENTRY_DATA = 0x01;
 export const DIGEST_BYTES = 32;
 
 const ZEROS = Buffer.alloc(MAX_BLOCK_SIZE);
+const TAG_ZERO = Buffer.of(ENTRY_ZERO);
+const TAG_DATA = Buffer.of(ENTRY_DATA);
 
 /** One block's entry: null for an all-zero block, else its SHA-256. */
 export type BlockEntry = Buffer | null;
@@ -64,9 +66,9 @@ export class DiskDigest {
     this.h.update(`p2v-disk-digest 1 ${blockSize} ${capacity}\n`);
   }
   add(e: BlockEntry): void {
-    if (e === null) this.h.update(Buffer.of(ENTRY_ZERO));
+    if (e === null) this.h.update(TAG_ZERO);
     else {
-      this.h.update(Buffer.of(ENTRY_DATA));
+      this.h.update(TAG_DATA);
       this.h.update(e);
     }
   }

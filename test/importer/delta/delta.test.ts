@@ -72,8 +72,16 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       await fetchBlockMap(staging, 'web1', join(dir, 'map2'));
       const h2 = await verifyBlockMap(createReadStream(join(dir, 'map2')));
       expect(h2.disks[0]!.digest).not.toBe(header.disks[0]!.digest);
-      // The output is a file of its own: writing to it never changes the base.
       expect(await readdir(join(staging, 'bases'))).toEqual(['web1']);
+      // The staged result became the base by rename, so the --raw output shares its inode (no second copy):
+      // a write through the output is seen (size, mtime, inode) and the base is refused, never used as it is.
+      const out = await open(join(dir, 'out2', 'web1-disk0.raw'), 'r+');
+      await new Promise((r) => setTimeout(r, 20)); // past the filesystem's timestamp granularity
+      await out.write(Buffer.from('admin'), 0, 5, 4096);
+      await out.close();
+      const refused = await runImport(['--staging', staging, '--block-map', 'web1']);
+      expect(refused.exitCode).not.toBe(0);
+      expect(refused.stderr).toMatch(/the base of web1: disk 0 changed since it was kept/);
     });
   });
 

@@ -8,10 +8,11 @@ import {
   blockCount,
   digestBlocks,
   DiskDigest,
+  EntryCursor,
   entryOf,
   readBlockMap,
   readDeltaMember,
-  ResultEntries,
+  ResultMap,
   verifyBlockMap,
   writeBlockMap,
   writeDeltaMember,
@@ -51,7 +52,7 @@ function digestOf(es: BlockEntry[]): string {
 }
 
 async function mapBytes(es: BlockEntry[]): Promise<Buffer> {
-  const enc = Buffer.concat(es.map((e) => (e === null ? Buffer.of(0) : Buffer.concat([Buffer.of(1), e]))));
+  const enc = encoded(es);
   const parts: Buffer[] = [];
   const header = {
     name: 'web1',
@@ -65,6 +66,15 @@ async function mapBytes(es: BlockEntry[]): Promise<Buffer> {
 
 async function* src(...bufs: Buffer[]): AsyncGenerator<Buffer> {
   for (const b of bufs) yield b;
+}
+
+function encoded(es: BlockEntry[]): Buffer {
+  return Buffer.concat(es.map((e) => (e === null ? Buffer.of(0) : Buffer.concat([Buffer.of(1), e]))));
+}
+
+/** Bytes in pieces that cut entries in two, as a file stream may. */
+async function* pieces(b: Buffer, size = 50): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
 }
 
 async function* batched(es: BlockEntry[]): AsyncGenerator<BlockEntry[]> {
@@ -82,6 +92,34 @@ describe('ovf/delta formats', () => {
     expect(es[64]).toEqual(entryOf(a.subarray(64 * BS)));
   });
 
+  it('takes whole-block entries computed elsewhere (the exporter worker thread) and gives the same blocks', async () => {
+    const a = disk(1, [0, 5, 6, 20, 64]);
+    // Block-aligned chunks of 3 blocks (the last one short), as the overlay reader hands them out.
+    async function* aligned(): AsyncGenerator<DataChunk> {
+      for (let off = 0; off < CAP; off += 3 * BS)
+        yield { offset: off, data: Buffer.from(a.subarray(off, off + 3 * BS)) };
+    }
+    let asked = 0;
+    const hasher = async (c: DataChunk) => {
+      asked++;
+      const n = Math.floor(c.data.length / BS);
+      const out = Buffer.alloc(n * 33);
+      for (let k = 0; k < n; k++) {
+        const e = entryOf(c.data.subarray(k * BS, (k + 1) * BS));
+        if (e) {
+          out[k * 33] = 1;
+          e.copy(out, k * 33 + 1);
+        }
+      }
+      return out;
+    };
+    const got: BlockEntry[] = [];
+    for await (const batch of digestBlocks(aligned(), CAP, BS, hasher))
+      for (const d of batch) for (let k = 0; k < d.count; k++) got.push(d.entry);
+    expect(asked).toBeGreaterThan(0);
+    expect(got).toEqual(await entries(a));
+  });
+
   it('writes and reads a map as a stream, and refuses a damaged one', async () => {
     const es = await entries(disk(1, [0, 3, 40]));
     const bytes = await mapBytes(es);
@@ -92,6 +130,19 @@ describe('ovf/delta formats', () => {
     await expect(verifyBlockMap(src(bad))).rejects.toThrow(/do not match its digest|unknown entry/);
     await expect(verifyBlockMap(src(bytes.subarray(0, bytes.length - 10)))).rejects.toThrow(/ends early/);
     await expect(readBlockMap(src(Buffer.from('not a map\n')))).rejects.toThrow(/not a p2v block map/);
+    // The same entries read as encoded runs and compared in place (the exporter's way).
+    const m = await readBlockMap(src(bytes.subarray(0, 77), bytes.subarray(77)));
+    const cur = new EntryCursor(m.runs(0)[Symbol.asyncIterator]());
+    const other = entryOf(Buffer.alloc(BS, 9));
+    for (const e of es) {
+      expect(cur.has() || (await cur.fill())).toBe(true);
+      expect(cur.takeSame(e)).toBe(true);
+    }
+    expect(await cur.fill()).toBe(false);
+    const again = await readBlockMap(src(bytes));
+    const cur2 = new EntryCursor(again.runs(0)[Symbol.asyncIterator]());
+    await cur2.fill();
+    expect(cur2.takeSame(es[0] === null ? other : null)).toBe(false);
   });
 
   it('a delta applied to the base gives the new disk, and its END digest is the result digest', async () => {
@@ -112,7 +163,8 @@ describe('ovf/delta formats', () => {
     // Apply onto a copy of the base and recompute the result's digest as the importer does.
     const r = await readDeltaMember(src(bytes), 'delta');
     const applied = Buffer.from(base);
-    const result = new ResultEntries(batched(baseEs), r.header, () => undefined);
+    const written: Buffer[] = [];
+    const result = new ResultMap(pieces(encoded(baseEs)), r.header, (b) => void written.push(Buffer.from(b)));
     for await (const rec of r.records()) {
       if (rec.kind === 'data') {
         rec.data.copy(applied, rec.index * BS);
@@ -126,6 +178,13 @@ describe('ovf/delta formats', () => {
     expect(applied.equals(next)).toBe(true);
     expect(await result.finish()).toBe(r.resultDigest);
     expect(r.resultDigest).toBe(digestOf(await entries(next)));
+    // The result's map is the new disk's entries, byte for byte.
+    expect(Buffer.concat(written).equals(encoded(await entries(next)))).toBe(true);
+    // A base map short of a block, or with a stray byte, is refused.
+    const short = new ResultMap(pieces(encoded(baseEs.slice(0, -1))), r.header, () => undefined);
+    await expect(short.finish()).rejects.toThrow(/fewer blocks/);
+    const long = new ResultMap(pieces(Buffer.concat([encoded(baseEs), Buffer.of(0)])), r.header, () => undefined);
+    await expect(long.finish()).rejects.toThrow(/more blocks/);
     // Truncated, and a record flipped: refused.
     const cut = await readDeltaMember(src(bytes.subarray(0, bytes.length - 40)), 'delta');
     await expect(
