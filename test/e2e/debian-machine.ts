@@ -20,11 +20,11 @@
 import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { debianImage, copyImage } from '../helpers/debian-image.js';
+import { debianImage, copyImage, SHARED_MACHINE_SPEC } from '../helpers/debian-image.js';
 import { needPrograms } from '../helpers/programs.js';
 import { MiB, withMount, withOffsetLoop } from './support.js';
 
-export const OLD_HOSTNAME = 'oldhost';
+export const OLD_HOSTNAME = SHARED_MACHINE_SPEC.hostname;
 export const OLD_MAC = '52:54:00:12:34:56';
 export const OLD_IP = '192.0.2.10/24';
 const SWAP_MiB = 128;
@@ -109,7 +109,7 @@ menuentry 'Debian GNU/Linux' --class debian --class gnu-linux --class gnu --clas
 export async function buildDebianMachine(dir: string): Promise<DebianMachine> {
   await needPrograms('sfdisk', 'losetup', 'mkswap', 'mount', 'chroot', 'truncate');
   // lvm2 too: the LVM guest (test/helpers/lvm-guest.ts) starts from the same cached image, one debootstrap for both.
-  const base = await debianImage({ kernel: true, packages: ['ifupdown', 'lvm2'], hostname: OLD_HOSTNAME });
+  const base = await debianImage({ ...SHARED_MACHINE_SPEC, packages: [...SHARED_MACHINE_SPEC.packages] });
   if (!base.kernelRelease) throw new Error(`the cached Debian image ${base.path} has no kernel`);
   const path = await copyImage(base, join(dir, 'source.img'));
   const rootOffset = base.partitionOffset;

@@ -108,6 +108,17 @@ async function sh(cmd: string, args: string[], opts: { env?: Record<string, stri
   return execa(cmd, args, { env: opts.env, input: opts.input, stripFinalNewline: true });
 }
 
+/**
+ * The bootable machine the slow tests share (debian-machine, lvm-guest, the
+ * UEFI guest derived from it, the builder's own boot test): one spec, so one
+ * debootstrap per cache.
+ */
+export const SHARED_MACHINE_SPEC = {
+  kernel: true,
+  packages: ['ifupdown', 'lvm2'],
+  hostname: 'oldhost',
+} as const satisfies DebianImageSpec;
+
 /** The cached image for `spec`, building it first when there is none. */
 export async function debianImage(spec: DebianImageSpec = {}): Promise<DebianImage> {
   const full = {

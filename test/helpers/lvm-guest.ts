@@ -242,9 +242,9 @@ async function withLoop<T>(file: string, offset: number, size: number, body: (de
  * image and this builder's version.
  */
 export async function lvmDebianGuest(): Promise<LvmDebianGuest> {
-  const { cacheDir, debianImage } = await import('./debian-image.js');
+  const { cacheDir, debianImage, SHARED_MACHINE_SPEC } = await import('./debian-image.js');
   // The same cached image as test/e2e/debian-machine.ts (one debootstrap for both).
-  const base = await debianImage({ kernel: true, packages: ['ifupdown', 'lvm2'], hostname: 'oldhost' });
+  const base = await debianImage({ ...SHARED_MACHINE_SPEC, packages: [...SHARED_MACHINE_SPEC.packages] });
   if (!base.kernelRelease) throw new Error(`the cached Debian image ${base.path} has no kernel`);
   const { createHash } = await import('node:crypto');
   const { existsSync } = await import('node:fs');

@@ -22,7 +22,7 @@
 import { rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { copyImage, debianImage, type EspInfo } from './debian-image.js';
+import { copyImage, debianImage, SHARED_MACHINE_SPEC, type EspInfo } from './debian-image.js';
 import { needPrograms } from './programs.js';
 
 export const PHYS_HOSTNAME = 'uefiphys';
@@ -56,9 +56,8 @@ export async function buildUefiMachine(dir: string): Promise<UefiMachine> {
   await needPrograms('losetup', 'mount', 'mkfs.fat', 'mdir', 'mcopy', 'grub-mkimage');
   // The same packages and hostname as debian-machine.ts's base image: one BIOS image to derive from.
   const img = await debianImage({
-    kernel: true,
-    packages: ['ifupdown', 'lvm2'],
-    hostname: 'oldhost',
+    ...SHARED_MACHINE_SPEC,
+    packages: [...SHARED_MACHINE_SPEC.packages],
     firmware: 'uefi',
   });
   if (!img.esp || !img.kernelRelease) throw new Error(`the cached image ${img.path} is not a UEFI image with a kernel`);
