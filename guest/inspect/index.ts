@@ -241,7 +241,7 @@ export async function inspectGuest(disks: DiskImage[], opts: InspectGuestOptions
     );
   for (const k of os.kernels) if (!k.hasModules) warn(`kernel ${k.version} has no /lib/modules/${k.version}`);
   log.info(
-    `found ${os.prettyName} on disk ${os.root.disk} partition ${os.root.partition}, ${os.kernels.length} kernel(s), ${os.bootloader}, boots with ${howBoots.firmware === 'both' ? 'UEFI and BIOS' : howBoots.firmware === 'unknown' ? 'no boot path found' : howBoots.firmware.toUpperCase()}`,
+    `found ${os.prettyName} on disk ${os.root.disk} partition ${os.root.partition}, ${os.kernels.length} kernel(s), ${os.bootloader}, ${howBoots.firmware === 'unknown' ? 'no boot path found (no ESP loader, no BIOS boot code)' : `boots with ${howBoots.firmware === 'both' ? 'UEFI and BIOS' : howBoots.firmware.toUpperCase()}`}`,
   );
   return { disks: inspected, ...lvm, os, boot: howBoots, machine, warnings };
 }
