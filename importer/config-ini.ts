@@ -63,7 +63,7 @@ export function firmwareParams(
       params: { kvm_extra: value },
       notes: [
         `the machine boots with UEFI: config.ini sets kvm_extra = ${value} (the nodes need the ovmf package)`,
-        "this instance's kvm_extra replaces the cluster's: if the cluster sets one (e.g. -accel tcg), merge it with --uefi-kvm-extra or gnt-backup import -H kvm:kvm_extra=…",
+        "this instance's kvm_extra replaces the cluster's: if the cluster sets one (e.g. -accel tcg), merge it with --uefi-kvm-extra or gnt-backup import -H kvm:kvm_extra=… (with each comma written \\, since -H splits on commas)",
       ],
     };
   }
