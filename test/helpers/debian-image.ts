@@ -219,11 +219,17 @@ async function releaseStale(work: string): Promise<void> {
   }
 }
 
-async function buildImage(base: string, spec: FullSpec, uuid: string): Promise<DebianImage> {
+/** `${base}.build`, emptied: a crashed build's loop devices and mounts released first. */
+async function freshBuildDir(base: string): Promise<string> {
   const work = `${base}.build`;
   await releaseStale(work);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
+  return work;
+}
+
+async function buildImage(base: string, spec: FullSpec, uuid: string): Promise<DebianImage> {
+  const work = await freshBuildDir(base);
   const raw = join(work, 'disk.img');
   const root = join(work, 'root');
   await mkdir(root);
@@ -419,10 +425,7 @@ async function buildUefiImage(base: string, biosSpec: DebianImageSpec, hash: str
   const sizeMiB = biosSpec.sizeMiB ?? 2048;
   const uuid = uuidFrom(hash);
   const espUuid = `${hash.slice(32, 36)}-${hash.slice(36, 40)}`.toUpperCase();
-  const work = `${base}.build`;
-  await releaseStale(work);
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+  const work = await freshBuildDir(base);
   const raw = join(work, 'disk.img');
   const src = join(work, 'src');
   const root = join(work, 'root');
