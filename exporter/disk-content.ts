@@ -28,12 +28,14 @@ export interface DiskContentOptions {
    */
   onProgress?: OnProgress;
   /**
-   * Lend the chunks: each chunk's buffer is valid only until the next one is
-   * pulled, then reused for a later read (a pool of maxInFlight + 1). For a
-   * consumer that looks at each chunk once and copies what it keeps (the
-   * delta digester): fresh 2 MiB buffers cost a page fault per 4 KiB.
+   * Lend the chunks, `lend` at a time: a chunk's buffer stays valid until
+   * `lend` more chunks are pulled, then serves a later read (a pool of
+   * maxInFlight + lend). For a consumer that looks at each chunk once and
+   * copies what it keeps (the delta digester, which holds two: one being
+   * compared while the next is hashed): fresh 2 MiB buffers cost a page
+   * fault per 4 KiB. 0 or absent: every chunk is a buffer of its own.
    */
-  lend?: boolean;
+  lend?: number;
 }
 
 export interface OverlayDiskContent extends DiskContent {
@@ -236,7 +238,8 @@ export async function mappedContentOf(
     const plan = reads(list, readSize);
     const queue: { offset: number; data: Promise<Buffer>; lent?: Buffer }[] = [];
     const pool: Buffer[] = [];
-    let lentOut: Buffer | undefined;
+    const lentOut: Buffer[] = [];
+    const lendDepth = Math.max(0, Math.floor(opts.lend ?? 0));
     const refill = () => {
       while (queue.length < maxInFlight) {
         const r = plan.next();
@@ -244,7 +247,7 @@ export async function mappedContentOf(
         const [offset, length, source] = r.value;
         let data: Promise<Buffer>;
         let lent: Buffer | undefined;
-        if (source >= 0 && opts.lend) {
+        if (source >= 0 && lendDepth > 0) {
           // Shared memory: a worker thread can digest the chunk without a copy (exporter/delta/block-hasher.ts).
           lent = pool.pop() ?? Buffer.from(new SharedArrayBuffer(readSize));
           const into = lent.subarray(0, length);
@@ -266,9 +269,9 @@ export async function mappedContentOf(
       while (queue.length > 0) {
         const head = queue.shift()!;
         const data = await head.data;
-        // The consumer is done with the chunk it had: its buffer serves the next read.
-        if (lentOut) pool.push(lentOut);
-        lentOut = head.lent;
+        // The consumer is done with the oldest chunk it holds: its buffer serves the next read.
+        if (head.lent) lentOut.push(head.lent);
+        if (lentOut.length > lendDepth) pool.push(lentOut.shift()!);
         refill();
         done += data.length;
         yield { offset: head.offset, data };

@@ -23,6 +23,7 @@ import { P2vError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { run } from '../lib/run.js';
 import { checkInstanceName } from '../lib/instance-name.js';
+import { printable } from '../lib/text.js';
 import {
   ByteReader,
   DEFAULT_BLOCK_SIZE,
@@ -45,6 +46,8 @@ import { readOurs } from './housekeeping.js';
 
 export const BASES_DIR = 'bases';
 export const BASE_FILE = 'base.json';
+/** In a base's dir while an import applies a delta to its disks in place (base-take.ts): that import's id. */
+export const TAKEN_MARK = 'taken-by';
 const MAX_BASE_JSON = 256 * 1024;
 
 export interface BaseDisk {
@@ -96,6 +99,15 @@ export async function openBase(staging: string, name: string): Promise<Base> {
   const st = await lstat(dir).catch(() => undefined);
   if (!st) throw noBase(name, staging);
   if (!st.isDirectory()) throw new P2vError('IO', `${dir} is not a base directory`, { hint: 'remove it by hand' });
+  const taker = await readOurs(join(dir, TAKEN_MARK), 256);
+  if (taker !== undefined)
+    throw new P2vError(
+      'USAGE',
+      `the base of ${name} is in use: import ${printable(taker.trim())} is applying a delta to it`,
+      {
+        hint: `wait for that import to end; if none is running, drop the base with p2v-import --remove ${name} and send a full export`,
+      },
+    );
   const text = await readOurs(join(dir, BASE_FILE), MAX_BASE_JSON);
   let info: BaseInfo;
   try {
@@ -123,6 +135,29 @@ export async function checkBaseDisk(base: Base, index: number): Promise<void> {
     throw new P2vError('IO', `the base of ${base.name}: disk ${d.index} changed since it was kept`, {
       hint: `something wrote to ${path} (or to an output that is a hard link to it); drop the base with p2v-import --remove ${base.name} and send a full export`,
     });
+}
+
+/**
+ * Record the identity a base disk's file has now (after an undone delta put
+ * it back: same bytes, new mtime) in `dir`'s base.json, replaced atomically.
+ */
+export async function rerecordBaseDisks(dir: string, name: string, indices: number[]): Promise<void> {
+  const text = await readOurs(join(dir, BASE_FILE), MAX_BASE_JSON);
+  const info = JSON.parse(text ?? 'null') as BaseInfo | null;
+  if (!info || info.name !== name || !Array.isArray(info.disks))
+    throw new Error(`${join(dir, BASE_FILE)} is not readable`);
+  for (const index of indices) {
+    const d = info.disks.find((x) => x.index === index);
+    if (!d) throw new Error(`the base of ${name} has no disk ${index}`);
+    const st = await lstat(join(dir, baseDiskName(index)));
+    d.size = st.size;
+    d.mtimeMs = st.mtimeMs;
+    d.ino = st.ino;
+  }
+  const next = join(dir, `${BASE_FILE}.new`);
+  await rm(next, { force: true });
+  await writeBaseJson(next, info);
+  await rename(next, join(dir, BASE_FILE));
 }
 
 /** The staged disks to keep as a base. */

@@ -1,13 +1,15 @@
 /**
  * Receiving a delta (docs/design-delta.md): admit it against the machine's
- * base before any data is written, then apply each delta disk to a copy of
- * the base disk in the import's own `.partial` dir (reflink where the
- * filesystem has it, else a sparse copy made while the exporter digests),
- * so the base is never written and a failed delta costs only the copy. Applying also writes the result's block map, and refuses
- * the result unless its whole-disk digest is the one the exporter stated.
+ * base before any data is written, then apply each delta disk either in
+ * place, on the base's own disk taken into the import's `.partial` dir under
+ * an undo journal (base-take.ts: when no output shares the file), or onto a
+ * copy (reflink where the filesystem has it, else a sparse copy made while
+ * the exporter digests). Either way a failed delta leaves the base as it
+ * was. Applying also writes the result's block map, and refuses the result
+ * unless its whole-disk digest is the one the exporter stated.
  */
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -31,6 +33,7 @@ import {
   openBase,
   type Base,
 } from './base.js';
+import type { TakenBase, WriteRun } from './base-take.js';
 import { rawDiskName } from './stage-disk.js';
 import type { StagedDisk } from './types.js';
 
@@ -117,39 +120,60 @@ export async function copyBaseDisks(base: Base, dir: string): Promise<void> {
 }
 
 export interface ApplyDeltaOptions {
-  /** The `.partial` work dir, holding the copy of the base disk (copyBaseDisks). */
+  /** The `.partial` work dir, holding the base disk (taken, or a copy: copyBaseDisks). */
   dir: string;
   index: number;
   disk: OvfDisk;
   base: Base;
   format: DeltaFormat;
   logger: Logger;
+  /** The base's disks taken into `dir` (written in place under a journal), or undefined: `dir` holds copies. */
+  taken?: TakenBase;
 }
 
-/** Coalesced writes of consecutive blocks: one positional write per run, not one per 4 KiB block. */
-class RunWriter {
-  private parts: Buffer[] = [];
-  private at = 0;
-  private len = 0;
+/**
+ * Coalesced writes: consecutive blocks become one run (one positional write,
+ * not one per 4 KiB block), and runs are handed on in batches, so a taken
+ * base (base-take.ts) journals and flushes once per batch, not once per run.
+ */
+class BatchWriter {
+  private runs: WriteRun[] = [];
+  private batched = 0;
+  private run: WriteRun | undefined;
   written = 0;
-  constructor(private readonly fh: FileHandle) {}
+  constructor(private readonly sink: (runs: WriteRun[]) => Promise<void>) {}
   async add(offset: number, data: Buffer): Promise<void> {
-    if (this.len > 0 && (offset !== this.at + this.len || this.len >= WRITE_RUN)) await this.flush();
-    if (this.len === 0) this.at = offset;
-    this.parts.push(data);
-    this.len += data.length;
+    const r = this.run;
+    if (r && offset === r.offset + r.length && r.length < WRITE_RUN) {
+      r.parts.push(data);
+      r.length += data.length;
+    } else {
+      if (r) await this.close(r);
+      this.run = { offset, length: data.length, parts: [data] };
+    }
+  }
+  private async close(r: WriteRun): Promise<void> {
+    this.runs.push(r);
+    this.batched += r.length;
+    this.run = undefined;
+    if (this.batched >= WRITE_BATCH) await this.flush();
   }
   async flush(): Promise<void> {
-    if (this.len === 0) return;
-    await this.fh.writev(this.parts, this.at);
-    this.written += this.len;
-    this.parts = [];
-    this.len = 0;
+    if (this.run) this.runs.push(this.run);
+    this.run = undefined;
+    if (this.runs.length === 0) return;
+    const runs = this.runs;
+    this.runs = [];
+    this.batched = 0;
+    await this.sink(runs);
+    this.written += runs.reduce((a, r) => a + r.length, 0);
   }
 }
 
 /** Bytes per coalesced write (zero runs are written in pieces of this size too). */
 const WRITE_RUN = 1024 * 1024;
+/** Bytes of runs per batch: what one journal flush covers when the base is taken. */
+const WRITE_BATCH = 8 * 1024 * 1024;
 
 /** A delta disk applied: the staged disk, with its result's map written next to it as diskN.map. */
 export async function applyDeltaDisk(content: AsyncIterable<Buffer>, opts: ApplyDeltaOptions): Promise<StagedDisk> {
@@ -172,7 +196,11 @@ export async function applyDeltaDisk(content: AsyncIterable<Buffer>, opts: Apply
   const mapPath = join(dir, baseMapName(index));
   const map = await MapFileWriter.create(mapPath, base.blockSize, b.capacity);
   const fh = await open(target, constants.O_RDWR | constants.O_NOFOLLOW);
-  const out = new RunWriter(fh);
+  const taken = opts.taken;
+  const out = new BatchWriter(async (runs) => {
+    if (taken) await taken.write(index, fh, runs);
+    else for (const r of runs) await fh.writev(r.parts, r.offset);
+  });
   try {
     const result = new ResultMap(mapFileBytes(join(base.dir, baseMapName(index))), h, (bytes) => map.addBytes(bytes));
     for await (const r of reader.records()) {
@@ -199,7 +227,9 @@ export async function applyDeltaDisk(content: AsyncIterable<Buffer>, opts: Apply
     await fh.sync();
     const mapDigest = await map.close();
     if (mapDigest !== digest) throw new Error(`${what}: the map written is not the map computed`);
-    opts.logger.debug(`${what}: ${out.written} bytes written onto a copy of the base`);
+    opts.logger.debug(
+      `${what}: ${out.written} bytes written onto ${taken ? 'the base, in place under its undo journal' : 'a copy of the base'}`,
+    );
     const dataBytes = Math.min(b.capacity, (await fh.stat()).blocks * 512);
     return { index, diskId: opts.disk.diskId, path: target, capacity: b.capacity, dataBytes, mapDigest };
   } catch (e) {

@@ -233,12 +233,18 @@ export async function removeStaged(staging: string, name: string): Promise<strin
  * with --keep-partial. Never fails an import: a directory it cannot remove
  * is reported and left.
  */
-export async function clearDeadPartials(staging: string, logger: Logger): Promise<string[]> {
+export async function clearDeadPartials(
+  staging: string,
+  logger: Logger,
+  salvage?: (dir: string) => Promise<unknown>,
+): Promise<string[]> {
   const root = stagingRoot(staging);
   const removed: string[] = [];
   for (const e of await listStaged(root).catch(() => [] as StagedEntry[])) {
     if (e.state !== 'partial-dead') continue;
     try {
+      // What a dead import held that is not its own (a base it had taken) goes back first.
+      await salvage?.(e.dir);
       await rm(e.dir, { recursive: true, force: true });
       removed.push(e.dir);
       logger.info(`removed ${e.dir}, left by an import that is no longer running`);

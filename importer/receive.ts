@@ -24,6 +24,7 @@ import { checkOutputLimits } from './limits.js';
 import { MACHINE_FILE, openStagingArea, type StagingArea } from './staging.js';
 import { keepInterruptedBase } from './base-keep.js';
 import { MapTap } from './base-map-tap.js';
+import { restoreTakenIn, TakenBase } from './base-take.js';
 import { admitDelta, applyDeltaDisk, copyBaseDisks, deltaOf } from './delta-apply.js';
 import type { Base } from './base.js';
 import { isWarmPass, type DeltaFormat } from '../ovf/delta/index.js';
@@ -88,7 +89,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
   const area = await openStagingArea(req.staging, { keepPartial: req.keepPartial });
   req.logger.debug(`receiving into ${area.dir}`);
   // Ours is claimed (owner.ts) before this looks: it is never taken for a dead one.
-  await clearDeadPartials(req.staging, req.logger);
+  await clearDeadPartials(req.staging, req.logger, (dir) => restoreTakenIn(req.staging, dir, req.logger));
   let deviceTouched = false;
   let machine: MachineDescription | undefined;
   let instanceName = '';
@@ -96,8 +97,10 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
   let delta: DeltaFormat[] | undefined;
   let base: Base | undefined;
   let keepReceived: ExitHandle | undefined;
-  // A delta's base is admitted and copied as soon as the descriptor is read, while the exporter still digests.
+  // A delta's base is admitted and copied (or taken) as soon as the descriptor is read, while the exporter still digests.
   let prepared: Promise<void> | undefined;
+  let taken: TakenBase | undefined;
+  let putBack: ExitHandle | undefined;
   try {
     let spaceChecked = false;
     const staged = new Map<number, StagedDisk>();
@@ -114,6 +117,15 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
     const prepareDelta = async (m: MachineDescription, formats: DeltaFormat[], name: string) => {
       base = await admitDelta(req.staging, m, formats, name);
       await ensureSpace(m);
+      // In place when this import becomes the next base anyway and no output shares the base's files.
+      if (req.keepBase && !req.disk0Target) {
+        taken = await TakenBase.take(base, area.dir, area.id, req.logger);
+        if (taken) {
+          const t = taken;
+          putBack = onExit(`put the base of ${name} back`, () => t.restore());
+          return;
+        }
+      }
       await copyBaseDisks(base, area.dir);
     };
 
@@ -179,6 +191,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
                 base,
                 format: delta[index]!,
                 logger: req.logger,
+                taken,
               }),
             );
             progress.finish();
@@ -240,6 +253,11 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
       { mode: 0o600 },
     );
     keepReceived?.cancel();
+    if (taken) {
+      // Applied and verified: the result is what the import holds; the base dir is replaced once it is kept.
+      await taken.release();
+      putBack?.cancel();
+    }
     const dir = await area.commit();
     req.logger.debug(
       `import ${area.id} complete${result.manifestFound ? ' and verified against its manifest' : ' (no manifest to verify against)'}`,
@@ -251,11 +269,14 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
       instanceName,
       verified: result.manifestFound,
       disks: disks.map((d) => (d.direct ? d : { ...d, path: join(dir, rawDiskName(d.index)) })),
+      ...(taken ? { baseTaken: true } : {}),
     };
     return { staged: stagedImport, area };
   } catch (e) {
     // A base copy still running must end before its directory is removed.
     await prepared?.catch(() => undefined);
+    // A base taken for an in-place delta goes back, its old bytes replayed, before the area is removed.
+    await putBack?.run();
     // What a full import received so far becomes the machine's base, so sending again resumes.
     await keepReceived?.run();
     await area.remove();

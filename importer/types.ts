@@ -91,6 +91,8 @@ export interface StagedImport {
   disks: StagedDisk[];
   /** True when the OVA carried a manifest and every digest matched. */
   verified: boolean;
+  /** A delta applied in place: the disks were the base's own, so the old base dir has none now. */
+  baseTaken?: boolean;
 }
 
 /** What one run produced: the staged import and the paths written. */

@@ -10,7 +10,13 @@ import { onExit, type ExitHandle } from '../../lib/exit-actions.js';
 import type { Progress } from '../../lib/progress.js';
 import { buildDescriptor } from '../../ovf/descriptor/index.js';
 import { writeOva } from '../../ovf/ova/index.js';
-import { deltaFormatUri, digestBlocks, writeDeltaMember, type DeltaStats } from '../../ovf/delta/index.js';
+import {
+  deltaFormatUri,
+  DIGEST_CHUNKS_HELD,
+  digestBlocks,
+  writeDeltaMember,
+  type DeltaStats,
+} from '../../ovf/delta/index.js';
 import { type MachineDescription, type OvfDisk, type OvfFile } from '../../ovf/types.js';
 import type { OverlayDiskContent } from '../disk-content.js';
 import type { FittedDisk } from '../fit/index.js';
@@ -69,7 +75,7 @@ export async function streamDelta(
   for (const [i, ov] of overlays.entries()) {
     // Lent chunks: the digester looks at each block once and copies only the changed ones (delta-member.ts).
     const c = await openStreamContent(ov, opts.fitted?.[i], {
-      lend: true,
+      lend: DIGEST_CHUNKS_HELD,
       onProgress: (d) => {
         doneByDisk[i] = d;
         meter?.update(doneByDisk.reduce((a, b) => a + b, 0));

@@ -4,7 +4,7 @@
  * main thread keeps taking the overlay's bytes off the socket meanwhile.
  * Only this file runs in the worker; it imports nothing of the project's.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 
 /**
@@ -29,6 +29,12 @@ export interface HashReply {
 
 const zeros = Buffer.alloc(4 * 1024 * 1024);
 
+// As ovf/delta/format.ts `sha256` (this file imports nothing of the project's): the one-shot form where node has it.
+const sha256: (data: Buffer) => Buffer =
+  typeof crypto.hash === 'function'
+    ? (data) => crypto.hash('sha256', data, 'buffer')
+    : (data) => crypto.createHash('sha256').update(data).digest();
+
 const buffers = new Map<number, SharedArrayBuffer>();
 
 parentPort?.on('message', (r: HashRequest) => {
@@ -41,10 +47,7 @@ parentPort?.on('message', (r: HashRequest) => {
     const block = src.subarray(i * r.blockSize, (i + 1) * r.blockSize);
     if (block.equals(zero)) continue; // tag 0: all zeros
     out[i * 33] = 1;
-    createHash('sha256')
-      .update(block)
-      .digest()
-      .copy(out, i * 33 + 1);
+    sha256(block).copy(out, i * 33 + 1);
   }
   const reply: HashReply = { id: r.id, entries };
   parentPort!.postMessage(reply, [entries]);

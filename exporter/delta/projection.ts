@@ -17,7 +17,7 @@
  * link rate (given, or an assumed 1 Gbit/s). Fixups and the trim run only on
  * the final pass: their changes are not in the projection (`assumes` says so).
  */
-import { deflateBlock, EntryCursor, digestBlocks } from '../../ovf/delta/index.js';
+import { deflateBlock, DIGEST_CHUNKS_HELD, EntryCursor, digestBlocks } from '../../ovf/delta/index.js';
 import { P2vError } from '../../lib/errors.js';
 import type { OverlayDiskContent } from '../disk-content.js';
 import type { Overlay } from '../overlay.js';
@@ -105,7 +105,7 @@ export async function projectDelta(
   const contents: OverlayDiskContent[] = [];
   let hasher: BlockHasher | undefined;
   try {
-    for (const ov of overlays) contents.push(await openStreamContent(ov, undefined, { lend: true }));
+    for (const ov of overlays) contents.push(await openStreamContent(ov, undefined, { lend: DIGEST_CHUNKS_HELD }));
     checkBaseFits(
       header,
       opts.name,

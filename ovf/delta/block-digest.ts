@@ -102,6 +102,14 @@ export class BlockDigester {
 /** Entries of a chunk's whole blocks computed elsewhere (BlockDigester.push's `hashed`), or undefined. */
 export type ChunkHasher = (c: DataChunk) => Promise<Buffer | undefined>;
 
+/**
+ * Chunks digestBlocks holds at once with a hasher (one without it holds one): it pulls (and starts
+ * hashing) the next chunk before it hands on the blocks of the one before,
+ * so the hasher's thread works while the consumer compares. A reader that
+ * lends its buffers must keep this many valid (disk-content.ts `lend`).
+ */
+export const DIGEST_CHUNKS_HELD = 2;
+
 export async function* digestBlocks(
   chunks: AsyncIterable<DataChunk>,
   capacity: number,
@@ -109,10 +117,38 @@ export async function* digestBlocks(
   hasher?: ChunkHasher,
 ): AsyncGenerator<DigestedBlock[]> {
   const d = new BlockDigester(capacity, blockSize);
-  for await (const c of chunks) {
+  if (!hasher) {
+    for await (const c of chunks) {
+      const out: DigestedBlock[] = [];
+      d.push(c, out);
+      if (out.length) yield out;
+    }
     const out: DigestedBlock[] = [];
-    d.push(c, out, hasher && c.offset % blockSize === 0 ? await hasher(c) : undefined);
+    d.finish(out);
     if (out.length) yield out;
+    return;
+  }
+  const start = (c: DataChunk) => {
+    if (c.offset % blockSize !== 0) return Promise.resolve(undefined);
+    const p = hasher(c);
+    p.catch(() => undefined); // observed in its turn
+    return p;
+  };
+  const it = chunks[Symbol.asyncIterator]();
+  try {
+    let cur = await it.next();
+    let curEntries = cur.done ? undefined : start(cur.value);
+    while (!cur.done) {
+      const next = await it.next();
+      const nextEntries = next.done ? undefined : start(next.value);
+      const out: DigestedBlock[] = [];
+      d.push(cur.value, out, await curEntries);
+      if (out.length) yield out;
+      cur = next;
+      curEntries = nextEntries;
+    }
+  } finally {
+    await it.return?.();
   }
   const out: DigestedBlock[] = [];
   d.finish(out);

@@ -7,6 +7,7 @@
  * disks with the same digest hold the same bytes, so the digest serves as the
  * base's identity and as the whole-disk check of a delta's result.
  */
+import * as crypto from 'node:crypto';
 import { createHash, type Hash } from 'node:crypto';
 import { P2vError } from '../../lib/errors.js';
 
@@ -89,10 +90,19 @@ export class DiskDigest {
   }
 }
 
+/**
+ * SHA-256 of one block: node's one-shot `crypto.hash` where it exists (20.12
+ * and later), a third cheaper per 4 KiB block than a Hash object.
+ */
+export const sha256: (data: Buffer) => Buffer =
+  typeof crypto.hash === 'function'
+    ? (data) => crypto.hash('sha256', data, 'buffer')
+    : (data) => createHash('sha256').update(data).digest();
+
 /** The entry of a whole block's bytes. */
 export function entryOf(block: Buffer): BlockEntry {
   if (isZero(block)) return null;
-  return createHash('sha256').update(block).digest();
+  return sha256(block);
 }
 
 export function zeros(n: number): Buffer {

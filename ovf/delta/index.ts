@@ -2,6 +2,7 @@ export * from './format.js';
 export { ByteReader } from './byte-reader.js';
 export {
   BlockDigester,
+  DIGEST_CHUNKS_HELD,
   digestBlocks,
   EntryCursor,
   type ChunkHasher,

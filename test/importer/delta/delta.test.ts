@@ -6,11 +6,13 @@
  * refused with one line while the base stays exactly as it was.
  */
 import { createHash } from 'node:crypto';
-import { readFile, readdir, truncate, writeFile, open } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readFile, readdir, rm, stat, truncate, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readBlockMap, verifyBlockMap } from '../../../ovf/delta/index.js';
 import { createReadStream } from 'node:fs';
+import { cliArgv } from '../../helpers/cli.js';
 import { needPrograms } from '../../helpers/programs.js';
 import { withTmpDir } from '../../helpers/tmp.js';
 import { makeGoodOva, MiB, runImport } from '../fixtures.js';
@@ -175,6 +177,67 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       expect(await readdir(join(dir, 'o2')).catch(() => [])).toEqual([]);
       // The staging dir holds only the base: no partial import left behind.
       expect((await readdir(staging)).sort()).toEqual(['bases']);
+    });
+  });
+
+  it('applies a delta in place when no output shares the base; a refused or killed one puts the base back', async () => {
+    await needPrograms('qemu-img', 'tar', 'cp', 'touch');
+    await withTmpDir('p2v-delta-', async (dir) => {
+      const { staging, raw0, map } = await coldWithBase(dir);
+      // The admin imported out1 and removed it: the base's disk file is its own alone, so the next delta takes it.
+      await rm(join(dir, 'out1'), { recursive: true });
+      const baseDisk = join(staging, 'bases', 'web1', 'disk0.raw');
+      const ino = (await stat(baseDisk)).ino;
+      const before = await baseState(staging);
+      const changed = join(dir, 'new.raw');
+      await changedCopy(raw0, changed, [[MiB, pattern(300_000, 7)]]);
+      const { ova } = await makeDeltaOva(dir, { raws: [{ path: changed, capacity: SIZE }], map, name: 'web1' });
+      const bytes = await readFile(ova);
+      // Refused deltas: the base is put back byte for byte, base.json included (same mtime to the nanosecond).
+      const cut = join(dir, 'cut.ova');
+      await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+      let r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o1'), cut]);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toMatch(/the base of web1 is as it was before this import/);
+      expect(await baseState(staging)).toBe(before);
+      const bad = Buffer.from(bytes);
+      bad[bad.indexOf(Buffer.from('P2V-DELTA 1\n')) + 4000]! ^= 0xff;
+      const corrupt = join(dir, 'corrupt.ova');
+      await writeFile(corrupt, bad);
+      r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o2'), corrupt]);
+      expect(r.exitCode).not.toBe(0);
+      expect(await baseState(staging)).toBe(before);
+      expect((await readdir(staging)).sort()).toEqual(['bases']);
+      // Killed (SIGKILL: no cleanup runs) after taking the base: the disk sits in the dead import's dir.
+      const [node, script] = cliArgv('p2v-import');
+      const child = spawn(node!, [script!, '--staging', staging, '--keep-base', '--raw', join(dir, 'o3'), '-v'], {
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
+      let err = '';
+      const took = new Promise<void>((resolve, reject) => {
+        child.stderr!.on('data', (d: Buffer) => {
+          err += d.toString();
+          if (/took the base of web1/.test(err)) resolve();
+        });
+        child.on('close', () => reject(new Error(`p2v-import ended before taking the base: ${err}`)));
+      });
+      child.stdin!.write(bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+      await took;
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.on('close', resolve));
+      await expect(stat(baseDisk)).rejects.toThrow(/ENOENT/);
+      r = await runImport(['--staging', staging, '--block-map', 'web1']);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr.split('\n')[0]).toMatch(/the base of web1 is in use: import \S+ is applying a delta to it/);
+      // The next import puts the base back first, then applies its delta in place: same inode, the new bytes.
+      r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o4'), '-v', ova]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/the base of web1 is as it was before this import/);
+      expect(r.stderr).toMatch(/written onto the base, in place under its undo journal/);
+      expect(await sha(join(dir, 'o4', 'web1-disk0.raw'))).toBe(await sha(changed));
+      expect((await stat(baseDisk)).ino).toBe(ino);
+      expect((await readdir(staging)).sort()).toEqual(['bases']);
+      expect((await readdir(join(staging, 'bases', 'web1'))).sort()).toEqual(['base.json', 'disk0.map', 'disk0.raw']);
     });
   });
 
