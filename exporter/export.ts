@@ -50,7 +50,13 @@ import { planFixups, applyFixups, renderDryRun, decideBoot, type BootDecision } 
 import type { FixupOptions, PlannedFixup } from '../fixups/types.js';
 import type { ExportOutput } from './outputs/types.js';
 import { streamOva, type StreamedDisk } from './ova-stream.js';
-import { formatProjection, projectFinalPass, streamOvaDelta, type BaseMapChoice } from './delta/index.js';
+import {
+  formatProjection,
+  prestartBlockHasher,
+  projectFinalPass,
+  streamOvaDelta,
+  type BaseMapChoice,
+} from './delta/index.js';
 
 export interface ExportOptions {
   disks: string[];
@@ -227,6 +233,8 @@ async function convertAndSend(
   const exposed: ExposedDisk[] = [];
   const sizes: number[] = [];
   const targets = opts.targetSizes ?? [];
+  // A final pass digests every block on a worker thread: it boots while the overlay starts.
+  if (opts.baseMap) prestartBlockHasher();
   try {
     await timed('overlay', async () => {
       const meter = phases.meter('overlay', opts.disks.length, { unit: 'items', itemName: 'disks' });

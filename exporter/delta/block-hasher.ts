@@ -18,18 +18,37 @@ export interface BlockHasher {
   close(): Promise<void>;
 }
 
-export async function startBlockHasher(blockSize: number): Promise<BlockHasher | undefined> {
-  let worker: Worker;
+async function spawnWorker(): Promise<Worker | undefined> {
   try {
-    worker = new Worker(new URL('./hash-worker.js', import.meta.url));
+    const worker = new Worker(new URL('./hash-worker.js', import.meta.url));
     await new Promise<void>((resolve, reject) => {
       worker.once('online', resolve);
       worker.once('error', reject);
     });
+    worker.unref();
+    return worker;
   } catch {
     return undefined;
   }
-  worker.unref();
+}
+
+let early: Promise<Worker | undefined> | undefined;
+
+/**
+ * Start the worker now, so that its start-up (50–80 ms of a thread booting
+ * node) happens while the overlay starts and the disks are inspected, not
+ * when the stream begins; startBlockHasher takes it. Unused, it does not
+ * keep the process alive (unref).
+ */
+export function prestartBlockHasher(): void {
+  early ??= spawnWorker();
+}
+
+export async function startBlockHasher(blockSize: number): Promise<BlockHasher | undefined> {
+  const started = early ?? spawnWorker();
+  early = undefined;
+  const worker = await started;
+  if (!worker) return undefined;
   const waiting = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
   let failed: Error | undefined;
   worker.on('message', (r: HashReply) => {

@@ -17,6 +17,7 @@ export type BaseMapChoice = string | { ssh: SshOptions };
 
 export { baseMapFile, checkBaseMap, checkBaseFits, type BaseMapSource } from './base-map.js';
 export { sshBaseMap, mapCommand } from './ssh-map.js';
+export { prestartBlockHasher } from './block-hasher.js';
 export { streamDelta, type DeltaStreamResult, type DeltaDiskReport } from './delta-stream.js';
 export { formatProjection, type DeltaProjection } from './projection.js';
 

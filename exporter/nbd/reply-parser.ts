@@ -3,7 +3,8 @@
  * data events as they come and holds at most one partial reply header (20
  * bytes) or one small chunk payload between events; read data is copied
  * straight into the buffer of the request it answers, so a large read is
- * never assembled by concatenation.
+ * never assembled by concatenation, and while a large read is being
+ * received the socket reads into that buffer itself (directDest/placed).
  */
 import { P2vError } from '../../lib/errors.js';
 import * as P from './protocol.js';
@@ -76,19 +77,8 @@ export class ReplyParser {
         case 'chunk-data': {
           const n = Math.min(s.end - s.pos, data.length - at);
           data.copy(s.dest, s.pos, at, at + n);
-          s.pos += n;
           at += n;
-          if (s.pos === s.end) {
-            this.state = { t: 'header' };
-            if (s.t === 'read-data') this.sink.simpleReply(s.handle, 0);
-            else
-              this.sink.chunk(s.handle, {
-                flags: s.flags,
-                type: P.CHUNK_OFFSET_DATA,
-                payload: EMPTY,
-                length: s.end - s.start,
-              });
-          }
+          this.advance(s, n);
           break;
         }
         case 'data-offset':
@@ -110,6 +100,40 @@ export class ReplyParser {
         }
       }
     }
+  }
+
+  /**
+   * Where the socket may put the next bytes itself, with no copy: the rest
+   * of the read being received, when at least `min` bytes of it are still to
+   * come; undefined between replies and for headers and small payloads.
+   * After such a read, `placed(n)` says how many bytes landed there.
+   */
+  directDest(min: number): Buffer | undefined {
+    const s = this.state;
+    if ((s.t !== 'read-data' && s.t !== 'chunk-data') || s.end - s.pos < min) return undefined;
+    return s.dest.subarray(s.pos, s.end);
+  }
+
+  /** `n` bytes were read straight into the buffer directDest gave. */
+  placed(n: number): void {
+    const s = this.state;
+    if ((s.t !== 'read-data' && s.t !== 'chunk-data') || n > s.end - s.pos)
+      throw new Error('placed() without a direct destination');
+    this.advance(s, n);
+  }
+
+  private advance(s: Extract<State, { t: 'read-data' | 'chunk-data' }>, n: number): void {
+    s.pos += n;
+    if (s.pos < s.end) return;
+    this.state = { t: 'header' };
+    if (s.t === 'read-data') this.sink.simpleReply(s.handle, 0);
+    else
+      this.sink.chunk(s.handle, {
+        flags: s.flags,
+        type: P.CHUNK_OFFSET_DATA,
+        payload: EMPTY,
+        length: s.end - s.start,
+      });
   }
 
   private fillHeader(data: Buffer, at: number): number {

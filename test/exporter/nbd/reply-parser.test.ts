@@ -88,6 +88,50 @@ describe('ReplyParser', () => {
     }
   });
 
+  it('lets the socket read a large read straight into its buffer (directDest, placed), as a socket would', () => {
+    for (const cut of [1, 5, 64, 333]) {
+      const t7 = { offset: 0, buffer: Buffer.alloc(300) };
+      const t9 = { offset: 4096, buffer: Buffer.alloc(1000, 0xff) };
+      const { parser, seen } = parserFor(
+        new Map<number, ReadTarget | null>([
+          [7, t7],
+          [8, { offset: 0, buffer: Buffer.alloc(300) }],
+          [9, t9],
+          [10, null],
+        ]),
+      );
+      // The client's read loop: before each read, ask for a direct destination (reads of 100+ bytes still to come).
+      let direct = 0;
+      for (let at = 0; at < stream.length;) {
+        const into = parser.directDest(100);
+        const n = Math.min(cut, stream.length - at, into?.length ?? Infinity);
+        if (into) {
+          stream.copy(into, 0, at, at + n);
+          parser.placed(n);
+          direct += n;
+        } else parser.push(stream.subarray(at, at + n));
+        at += n;
+      }
+      expect(direct, `cut ${cut}`).toBeGreaterThan(0);
+      expect(parser.idle).toBe(true);
+      expect(seen.simple).toEqual([
+        [7, 0],
+        [8, 5],
+      ]);
+      expect(t7.buffer.equals(data.subarray(0, 300))).toBe(true);
+      expect(t9.buffer.subarray(200).equals(data.subarray(200, 1000))).toBe(true);
+      expect(seen.chunks.map(([h, c]) => [h, c.type, c.length])).toEqual([
+        [9, P.CHUNK_OFFSET_DATA, 500],
+        [9, P.CHUNK_OFFSET_HOLE, 0],
+        [9, P.CHUNK_OFFSET_DATA, 300],
+        [10, P.CHUNK_NONE, 0],
+      ]);
+    }
+    const { parser } = parserFor(new Map());
+    expect(parser.directDest(1)).toBeUndefined();
+    expect(() => parser.placed(1)).toThrow(/without a direct destination/);
+  });
+
   it('rejects a bad magic, an unknown handle and data outside the read', () => {
     const bad = Buffer.alloc(16, 0x41);
     expect(() => parserFor(new Map()).parser.push(bad)).toThrow(/bad reply magic 0x41414141/);
