@@ -43,14 +43,37 @@ function rssOf(stderr: string): number | null {
   return m ? Number(m[1]) * 1024 : null;
 }
 
-export async function runPipe(exportArgs: string[], importArgs: string[], killAfter?: number): Promise<PipeRun> {
+/**
+ * `mapFrom`: the exporter gets `--base-map <(p2v-import --staging S
+ * --block-map NAME)` from bash, as the user guide writes the final pass: the
+ * map is fetched while the exporter starts, inside the measured time.
+ */
+export async function runPipe(
+  exportArgs: string[],
+  importArgs: string[],
+  killAfter?: number,
+  mapFrom?: { staging: string; name: string },
+): Promise<PipeRun> {
   // The killed run is not measured: its exporter must be node itself, so SIGTERM runs its clean-up.
   const time = killAfter === undefined ? await timePrefix() : [];
   const argv = (tool: 'p2v-export' | 'p2v-import', args: string[]) => [...time, process.execPath, binOf(tool), ...args];
-  const ex = argv('p2v-export', exportArgs);
+  const ex = mapFrom
+    ? [
+        ...time,
+        'bash',
+        '-c',
+        'exec "$0" "$@" --base-map <("$0" "$P2V_IMPORT" --staging "$P2V_STAGING" --block-map "$P2V_NAME")',
+        process.execPath,
+        binOf('p2v-export'),
+        ...exportArgs,
+      ]
+    : argv('p2v-export', exportArgs);
   const im = argv('p2v-import', importArgs);
   const t0 = process.hrtime.bigint();
-  const exporter = spawn(ex[0]!, ex.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = mapFrom
+    ? { ...process.env, P2V_IMPORT: binOf('p2v-import'), P2V_STAGING: mapFrom.staging, P2V_NAME: mapFrom.name }
+    : process.env;
+  const exporter = spawn(ex[0]!, ex.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
   const importer = spawn(im[0]!, im.slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
   let exportStderr = '';
   let importStderr = '';

@@ -69,10 +69,18 @@ export const deltaBench: Bench = {
     // --inspect on the final pass first: its projection, against what the pass then sends.
     const exp1 = exp().filter((a) => a !== '--ovf' && a !== '--quiet');
     const projection = await projectFinal([...exp1, '--base-map', w('map')]);
-    const final = ok(await runPipe(exp('--base-map', w('map')), imp('stager', 'final')), 'final pass');
-    const finalSeconds = final.seconds + mapped.seconds;
+    // The final pass as the user guide gives it: the map fetched in the same pipeline, while the exporter starts
+    // (p2v-export --base-map <(p2v-import --block-map web1) --ovf | p2v-import …); the map fetch is inside its time.
+    const final = ok(
+      await runPipe(exp('--base-map', '/dev/fd/3'), imp('stager', 'final'), undefined, {
+        staging: w('stager'),
+        name: 'web1',
+      }),
+      'final pass',
+    );
+    const finalSeconds = final.seconds;
     ctx.log(
-      `final pass: map ${formatBytes(mapBytes)} in ${mapped.seconds.toFixed(2)} s, delta ${final.seconds.toFixed(2)} s, ${formatBytes(final.bytes)} on the wire; ` +
+      `final pass: ${final.seconds.toFixed(2)} s with its map (${formatBytes(mapBytes)}; fetched alone: ${mapped.seconds.toFixed(2)} s) in the pipeline, ${formatBytes(final.bytes)} on the wire; ` +
         `peak RSS export ${formatBytes(final.exportRss ?? 0)}, import ${formatBytes(final.importRss ?? 0)}`,
     );
     const allowed = 1.1 * change.compressed + mapBytes;
@@ -95,7 +103,7 @@ export const deltaBench: Bench = {
     });
     results.push({
       name: 'final pass wall time',
-      ours: `${finalSeconds.toFixed(2)} s (map ${mapped.seconds.toFixed(2)} s)`,
+      ours: `${finalSeconds.toFixed(2)} s (map fetched in the pipeline)`,
       theirs: `0.25 × cold ${cold.seconds.toFixed(2)} s`,
       ratio: (0.25 * cold.seconds) / finalSeconds,
       target: 1,

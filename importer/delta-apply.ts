@@ -173,7 +173,7 @@ class BatchWriter {
 /** Bytes per coalesced write (zero runs are written in pieces of this size too). */
 const WRITE_RUN = 1024 * 1024;
 /** Bytes of runs per batch: what one journal flush covers when the base is taken. */
-const WRITE_BATCH = 8 * 1024 * 1024;
+const WRITE_BATCH = 1024 * 1024;
 
 /** A delta disk applied: the staged disk, with its result's map written next to it as diskN.map. */
 export async function applyDeltaDisk(content: AsyncIterable<Buffer>, opts: ApplyDeltaOptions): Promise<StagedDisk> {

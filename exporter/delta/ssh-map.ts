@@ -1,9 +1,11 @@
 /**
  * With --ssh and --delta, the base map comes from the stager itself: `ssh
  * STAGER p2v-import --block-map NAME` (behind a forced command, only for the
- * name it pins: importer/forced-command.ts), read as a stream each time it
- * is needed (once to check it, once while digesting). A stager with no base
- * for this machine yet says so, and the export is then a full one.
+ * name it pins: importer/forced-command.ts), read once as a stream while it
+ * comes (base-map.ts `once`: the header
+ * checked before anything is sent, each disk's entries as they are
+ * compared). A stager with no base for this machine yet says so, and the
+ * export is then a full one.
  */
 import type { Readable } from 'node:stream';
 import { Writable } from 'node:stream';
@@ -52,20 +54,23 @@ export async function sshBaseMap(ssh: SshOptions, name: string): Promise<BaseMap
     }
     return { r, stream: bytes() };
   };
-  // A first look: a stager with no base answers at once, with nothing on stdout.
+  // One read: a stager with no base answers at once, with nothing on stdout; else its first bytes start the map.
   const probe = { text: '' };
   const first = await open(probe);
   const head = await first.stream.next().catch((e: unknown) => {
     if (/no base for /.test(probe.text)) return undefined;
     throw e;
   });
-  first.r.close();
   if (head === undefined || head.done) {
+    first.r.close();
     if (/no base for /.test(probe.text)) return undefined;
     throw new P2vError('SSH', `fetching ${where} gave nothing`, { hint: 'send a full export (without --delta)' });
   }
-  return {
-    where,
-    open: async () => readBlockMap((await open({ text: '' })).stream, where),
-  };
+  async function* whole(): AsyncGenerator<Buffer> {
+    yield head!.value as Buffer;
+    yield* first.stream;
+  }
+  let one: ReturnType<typeof readBlockMap> | undefined;
+  // Read once, as it comes (base-map.ts `once`): the map travels while the overlay starts and the disks are inspected.
+  return { where, once: true, open: () => (one ??= readBlockMap(whole(), where)) };
 }

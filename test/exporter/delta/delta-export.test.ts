@@ -74,6 +74,49 @@ describe('p2v-export --base-map', () => {
     });
   });
 
+  it('reads a map given as a pipe once, as it comes: --base-map <(p2v-import --block-map NAME)', async () => {
+    needRoot();
+    await needPrograms('nbdkit', 'nbdfuse', 'mount', 'umount', 'mkfs.ext4', 'qemu-img', 'cp', 'bash', 'tar');
+    await withTmpDir('p2v-delta-export-', async (dir) => {
+      const disk = await makeDataDisk(join(dir, 'src.img'), 64 * MiB, 60, 200_000);
+      const staging = join(dir, 'staging');
+      let r = await exportTo(disk.path, join(dir, 'cold.ova'));
+      expect(r.exitCode, r.stderr).toBe(0);
+      r = await importFrom(join(dir, 'cold.ova'), staging, join(dir, 'out1'), ['--keep-base']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      await changeFiles(disk, 10);
+      const [node, exp] = cliArgv('p2v-export');
+      const [, imp] = cliArgv('p2v-import');
+      // The final pass as the user guide writes it, the map fetched while the exporter starts.
+      const oneLiner = (map: string, ova: string) =>
+        execa(
+          'bash',
+          ['-c', `"$0" "$1" --disk "$2" --name web1 --quiet -o "$3" --base-map <(${map})`, node!, exp!, disk.path, ova],
+          { reject: false, env: { IMP: imp!, NODE: node!, STAGING: staging, MAP: join(dir, 'map') } },
+        );
+      r = await oneLiner('"$NODE" "$IMP" --staging "$STAGING" --block-map web1', join(dir, 'pipe.ova'));
+      expect(r.exitCode, r.stderr).toBe(0);
+      // The same delta as from the map in a file (checked whole first, then read again).
+      await fetchBlockMap(staging, 'web1', join(dir, 'map'));
+      r = await exportTo(disk.path, join(dir, 'file.ova'), ['--base-map', join(dir, 'map')]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const member = async (ova: string) =>
+        Buffer.from((await execa('tar', ['-xOf', ova, 'web1-disk1.delta'], { encoding: 'buffer' })).stdout);
+      const fromPipe = await member(join(dir, 'pipe.ova'));
+      expect(fromPipe.length).toBeGreaterThan(100_000);
+      expect(fromPipe.equals(await member(join(dir, 'file.ova')))).toBe(true);
+      // A damaged map in a pipe is found at the disk's end: the export fails and leaves no OVA.
+      const bytes = await readFile(join(dir, 'map'));
+      bytes[bytes.length - 5]! ^= 0xff;
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(join(dir, 'map.bad'), bytes);
+      r = await oneLiner('cat "$MAP".bad', join(dir, 'bad.ova'));
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toMatch(/^p2v-export: block map: .*(damaged|unknown entry)/m);
+      await expect(stat(join(dir, 'bad.ova'))).rejects.toThrow();
+    });
+  });
+
   it('refuses the map of another machine or of another disk size before sending anything', async () => {
     needRoot();
     await needPrograms('nbdkit', 'nbdfuse', 'mkfs.ext4', 'qemu-img', 'cp');
