@@ -32,11 +32,13 @@ export async function waitForPidfile(pidfile: string, child: Promise<unknown>, w
     () => (exited = true),
     () => (exited = true),
   );
-  const deadline = Date.now() + w.timeoutMs;
+  const start = Date.now();
+  const deadline = start + w.timeoutMs;
   while (Date.now() < deadline && !exited) {
     const st = await stat(pidfile).catch(() => undefined);
     if (st && st.size > 0) return;
-    await sleep(20);
+    // nbdkit and nbdfuse are ready in tens of milliseconds: look often at first, then settle.
+    await sleep(Date.now() - start < 500 ? 5 : 20);
   }
   const r = (await Promise.race([child.catch((e: unknown) => e), sleep(200)])) as { stderr?: unknown } | undefined;
   const stderr = typeof r?.stderr === 'string' ? r.stderr.trim().split('\n').slice(-5).join('\n') : '';
