@@ -16,6 +16,7 @@ import { keepCompleteBase } from './base-keep.js';
 import { isWarmPass } from '../ovf/delta/index.js';
 import type { ImportRequest, ImportResult } from './types.js';
 import { P2vError } from '../lib/errors.js';
+import { onExit } from '../lib/exit-actions.js';
 
 export interface ImportRunOptions extends ImportRequest {
   hypervisor: string;
@@ -71,6 +72,14 @@ async function receiveAndWrite(
     req.logger.info(`warm pass of ${staged.instanceName} kept as its base; outputs come with the final pass`);
     return { staged, written: [] };
   }
+  // A delta applied in place took the base's disks: until the result is kept as the base, a signal must not
+  // remove it with the staged import (the old base has no disks left), so it is moved into the base first.
+  const keepTaken =
+    staged.baseTaken && req.keepBase
+      ? onExit(`keep the verified result as the base of ${staged.instanceName}`, () =>
+          keepCompleteBase(req.staging, staged, { move: true, logger: req.logger }),
+        )
+      : undefined;
   try {
     const written = await writeOutputsReporting(staged, req.outputs, {
       os: req.os,
@@ -83,6 +92,7 @@ async function receiveAndWrite(
     });
     const keepStaged = req.outputs.length === 0 || req.keepStaged;
     // The machine's base for the next delta: moved out of the staged copy when that goes next, else copied.
+    keepTaken?.cancel();
     if (req.keepBase) await keepCompleteBase(req.staging, staged, { move: !keepStaged, logger: req.logger });
     if (keepStaged) {
       area.keep();
@@ -95,6 +105,7 @@ async function receiveAndWrite(
     // The staged import itself is good: keep it so the outputs can be retried.
     area.keep();
     // Its disks were the base's own (a delta applied in place): the verified result is the base from now on.
+    keepTaken?.cancel();
     if (staged.baseTaken && req.keepBase)
       await keepCompleteBase(req.staging, staged, { move: false, logger: req.logger });
     // Every fs call of the outputs already says what failed; an errno that slipped through still gets words.
