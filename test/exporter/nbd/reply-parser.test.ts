@@ -57,75 +57,64 @@ describe('ReplyParser', () => {
     structured(10, P.REPLY_FLAG_DONE, P.CHUNK_NONE, Buffer.alloc(0)),
   ]);
 
+  /** The four requests `stream` answers: 7 and 8 simple reads, 9 a structured read, 10 no data. */
+  function requests() {
+    const t7 = { offset: 0, buffer: Buffer.alloc(300) };
+    const t9 = { offset: 4096, buffer: Buffer.alloc(1000, 0xff) };
+    const { parser, seen } = parserFor(
+      new Map<number, ReadTarget | null>([
+        [7, t7],
+        [8, { offset: 0, buffer: Buffer.alloc(300) }],
+        [9, t9],
+        [10, null],
+      ]),
+    );
+    return { parser, seen, t7, t9 };
+  }
+
+  function expectAllRouted(r: ReturnType<typeof requests>): void {
+    expect(r.parser.idle).toBe(true);
+    expect(r.seen.simple).toEqual([
+      [7, 0],
+      [8, 5],
+    ]);
+    expect(r.t7.buffer.equals(data.subarray(0, 300))).toBe(true);
+    // Bytes 0..200 of request 9 came as a hole chunk (the client zeroes them); the rest as data.
+    expect(r.t9.buffer.subarray(200).equals(data.subarray(200, 1000))).toBe(true);
+    expect(r.seen.chunks.map(([h, c]) => [h, c.type, c.flags, c.length])).toEqual([
+      [9, P.CHUNK_OFFSET_DATA, 0, 500],
+      [9, P.CHUNK_OFFSET_HOLE, 0, 0],
+      [9, P.CHUNK_OFFSET_DATA, P.REPLY_FLAG_DONE, 300],
+      [10, P.CHUNK_NONE, P.REPLY_FLAG_DONE, 0],
+    ]);
+    expect(r.seen.chunks[1]![1].payload.readUInt32BE(8)).toBe(200);
+  }
+
   it('routes replies to their requests wherever the data events split', () => {
     for (const cut of [1, 3, 7, 16, 20, 21, 28, 333, stream.length]) {
-      const t7 = { offset: 0, buffer: Buffer.alloc(300) };
-      const t9 = { offset: 4096, buffer: Buffer.alloc(1000, 0xff) };
-      const { parser, seen } = parserFor(
-        new Map<number, ReadTarget | null>([
-          [7, t7],
-          [8, { offset: 0, buffer: Buffer.alloc(300) }],
-          [9, t9],
-          [10, null],
-        ]),
-      );
-      for (let at = 0; at < stream.length; at += cut) parser.push(stream.subarray(at, at + cut));
-      expect(parser.idle).toBe(true);
-      expect(seen.simple).toEqual([
-        [7, 0],
-        [8, 5],
-      ]);
-      expect(t7.buffer.equals(data.subarray(0, 300))).toBe(true);
-      // Bytes 0..200 of request 9 came as a hole chunk (the client zeroes them); the rest as data.
-      expect(t9.buffer.subarray(200).equals(data.subarray(200, 1000))).toBe(true);
-      expect(seen.chunks.map(([h, c]) => [h, c.type, c.flags])).toEqual([
-        [9, P.CHUNK_OFFSET_DATA, 0],
-        [9, P.CHUNK_OFFSET_HOLE, 0],
-        [9, P.CHUNK_OFFSET_DATA, P.REPLY_FLAG_DONE],
-        [10, P.CHUNK_NONE, P.REPLY_FLAG_DONE],
-      ]);
-      expect(seen.chunks[1]![1].payload.readUInt32BE(8)).toBe(200);
+      const r = requests();
+      for (let at = 0; at < stream.length; at += cut) r.parser.push(stream.subarray(at, at + cut));
+      expectAllRouted(r);
     }
   });
 
   it('lets the socket read a large read straight into its buffer (directDest, placed), as a socket would', () => {
     for (const cut of [1, 5, 64, 333]) {
-      const t7 = { offset: 0, buffer: Buffer.alloc(300) };
-      const t9 = { offset: 4096, buffer: Buffer.alloc(1000, 0xff) };
-      const { parser, seen } = parserFor(
-        new Map<number, ReadTarget | null>([
-          [7, t7],
-          [8, { offset: 0, buffer: Buffer.alloc(300) }],
-          [9, t9],
-          [10, null],
-        ]),
-      );
+      const r = requests();
       // The client's read loop: before each read, ask for a direct destination (reads of 100+ bytes still to come).
       let direct = 0;
       for (let at = 0; at < stream.length;) {
-        const into = parser.directDest(100);
+        const into = r.parser.directDest(100);
         const n = Math.min(cut, stream.length - at, into?.length ?? Infinity);
         if (into) {
           stream.copy(into, 0, at, at + n);
-          parser.placed(n);
+          r.parser.placed(n);
           direct += n;
-        } else parser.push(stream.subarray(at, at + n));
+        } else r.parser.push(stream.subarray(at, at + n));
         at += n;
       }
       expect(direct, `cut ${cut}`).toBeGreaterThan(0);
-      expect(parser.idle).toBe(true);
-      expect(seen.simple).toEqual([
-        [7, 0],
-        [8, 5],
-      ]);
-      expect(t7.buffer.equals(data.subarray(0, 300))).toBe(true);
-      expect(t9.buffer.subarray(200).equals(data.subarray(200, 1000))).toBe(true);
-      expect(seen.chunks.map(([h, c]) => [h, c.type, c.length])).toEqual([
-        [9, P.CHUNK_OFFSET_DATA, 500],
-        [9, P.CHUNK_OFFSET_HOLE, 0],
-        [9, P.CHUNK_OFFSET_DATA, 300],
-        [10, P.CHUNK_NONE, 0],
-      ]);
+      expectAllRouted(r);
     }
     const { parser } = parserFor(new Map());
     expect(parser.directDest(1)).toBeUndefined();
