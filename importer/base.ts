@@ -436,7 +436,8 @@ export async function* mapFileBytes(path: string): AsyncGenerator<Buffer> {
 
 export interface BaseEntry {
   name: string;
-  state: BaseInfo['state'] | 'unreadable';
+  /** `in-use`: an import has taken its disks to apply a delta in place (base-take.ts). */
+  state: BaseInfo['state'] | 'in-use' | 'unreadable';
   disks?: number;
   ageSeconds?: number;
   dir: string;
@@ -459,7 +460,8 @@ export async function listBases(staging: string): Promise<BaseEntry[]> {
         dir,
       });
     } catch {
-      out.push({ name, state: 'unreadable', dir });
+      const taken = (await readOurs(join(dir, TAKEN_MARK), 256)) !== undefined;
+      out.push({ name, state: taken ? 'in-use' : 'unreadable', dir });
     }
   }
   return out;

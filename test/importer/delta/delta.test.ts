@@ -229,6 +229,7 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       r = await runImport(['--staging', staging, '--block-map', 'web1']);
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr.split('\n')[0]).toMatch(/the base of web1 is in use: import \S+ is applying a delta to it/);
+      expect((await runImport(['--staging', staging, '--list'])).stdout).toMatch(/^web1\s+-\s+-\s+in-use$/m);
       // The next import puts the base back first, then applies its delta in place: same inode, the new bytes.
       r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o4'), '-v', ova]);
       expect(r.exitCode, r.stderr).toBe(0);
