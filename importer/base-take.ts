@@ -17,15 +17,15 @@
  */
 import { constants } from 'node:fs';
 import { link, lstat, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { P2vError } from '../lib/errors.js';
 import { checkInstanceName } from '../lib/instance-name.js';
 import type { Logger } from '../lib/log.js';
 import { run } from '../lib/run.js';
 import { printable } from '../lib/text.js';
 import { baseDiskName, basesRoot, rerecordBaseDisks, TAKEN_MARK, type Base } from './base.js';
-import { CREATE_NEW } from './disk-sink.js';
 import { readOurs } from './housekeeping.js';
+import { writeNewFile } from './place.js';
 import { rawDiskName } from './stage-disk.js';
 import { replayUndo, UndoJournal, type ByteRange } from './undo-journal.js';
 
@@ -48,14 +48,9 @@ function undoName(index: number): string {
   return `disk${index}.undo`;
 }
 
-async function writeExclusive(path: string, text: string): Promise<void> {
-  const fh = await open(path, CREATE_NEW, 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+/** A small file of ours, created exclusively and flushed (place.ts writeNewFile). */
+function writeExclusive(path: string, text: string): Promise<void> {
+  return writeNewFile(path, { path, place: dirname(path) }, text, 0o600);
 }
 
 /** Move `from` to `to` without replacing anything at `to`. */
@@ -96,7 +91,8 @@ export class TakenBase {
     try {
       await writeExclusive(mark, `${owner}\n`);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // writeNewFile words the errno; the one that means "taken already" is under it.
+      if (((e as P2vError).cause as NodeJS.ErrnoException | undefined)?.code !== 'EEXIST') throw e;
       const other = (await readOurs(mark, 256))?.trim() ?? 'another import';
       throw new P2vError(
         'USAGE',

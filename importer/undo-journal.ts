@@ -68,14 +68,8 @@ export class UndoJournal {
       if (r.offset < this.end) throw new Error(`undo range at ${r.offset} is not after the last one (${this.end})`);
       this.end = r.offset + r.length;
       const data = Buffer.allocUnsafe(r.length);
-      let got = 0;
-      while (got < r.length) {
-        const { bytesRead } = await disk.read(data, got, r.length - got, r.offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
       // Past the end of the file reads as nothing; a disk file has its full size, so this is zeros at most.
-      data.fill(0, got);
+      data.fill(0, await readFully(disk, data, r.offset));
       const head = Buffer.alloc(RECORD_HEADER);
       RECORD_MAGIC.copy(head, 0);
       head.writeBigUInt64BE(BigInt(r.offset), 8);
