@@ -44,6 +44,24 @@ async function baseState(staging: string): Promise<string> {
   return `${await sha(join(dir, 'disk0.raw'))} ${await readFile(join(dir, 'base.json'), 'utf8')}`;
 }
 
+/**
+ * A delta of web1 against `map` (300 kB of `raw0` rewritten at 1 MiB), and two broken forms of it: cut at 60 %
+ * (in the delta member) and one byte of a compressed block flipped (the manifest left as it was).
+ */
+async function brokenDeltas(dir: string, raw0: string, map: string, seed: number) {
+  const changed = join(dir, 'new.raw');
+  await changedCopy(raw0, changed, [[MiB, pattern(300_000, seed)]]);
+  const { ova } = await makeDeltaOva(dir, { raws: [{ path: changed, capacity: SIZE }], map, name: 'web1' });
+  const bytes = await readFile(ova);
+  const cut = join(dir, 'cut.ova');
+  await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+  const bad = Buffer.from(bytes);
+  bad[bad.indexOf(Buffer.from('P2V-DELTA 1\n')) + 4000]! ^= 0xff;
+  const corrupt = join(dir, 'corrupt.ova');
+  await writeFile(corrupt, bad);
+  return { changed, ova, bytes, cut, corrupt };
+}
+
 describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
   it('keeps a base, maps it, applies a delta to a copy and keeps the result as the new base', async () => {
     await needPrograms('qemu-img', 'tar', 'cp');
@@ -153,23 +171,13 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
     await withTmpDir('p2v-delta-', async (dir) => {
       const { staging, raw0, map } = await coldWithBase(dir);
       const before = await baseState(staging);
-      const changed = join(dir, 'new.raw');
-      await changedCopy(raw0, changed, [[MiB, pattern(300_000, 6)]]);
-      const { ova } = await makeDeltaOva(dir, { raws: [{ path: changed, capacity: SIZE }], map, name: 'web1' });
-      const bytes = await readFile(ova);
-      // Cut in the middle of the delta member.
-      const cut = join(dir, 'cut.ova');
-      await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+      // Cut in the middle of the delta member; and one byte of a compressed block changed.
+      const { cut, corrupt } = await brokenDeltas(dir, raw0, map, 6);
       let r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o1'), cut]);
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr.trim().split('\n')[0]).toMatch(/ends|cut short|truncated/i);
       expect(await baseState(staging)).toBe(before);
-      // One byte of a compressed block changed (manifest left as it was: the importer must still refuse).
-      const bad = Buffer.from(bytes);
-      const at = bad.indexOf(Buffer.from('P2V-DELTA 1\n')) + 4000;
-      bad[at]! ^= 0xff;
-      const corrupt = join(dir, 'corrupt.ova');
-      await writeFile(corrupt, bad);
+      // The corrupted one: the manifest was left as it was, the importer must still refuse.
       r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o2'), corrupt]);
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr.trim().split('\n')[0]).toMatch(/delta of disk 0|digest|manifest/i);
@@ -189,21 +197,12 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       const baseDisk = join(staging, 'bases', 'web1', 'disk0.raw');
       const ino = (await stat(baseDisk)).ino;
       const before = await baseState(staging);
-      const changed = join(dir, 'new.raw');
-      await changedCopy(raw0, changed, [[MiB, pattern(300_000, 7)]]);
-      const { ova } = await makeDeltaOva(dir, { raws: [{ path: changed, capacity: SIZE }], map, name: 'web1' });
-      const bytes = await readFile(ova);
+      const { changed, ova, bytes, cut, corrupt } = await brokenDeltas(dir, raw0, map, 7);
       // Refused deltas: the base is put back byte for byte, base.json included (same mtime to the nanosecond).
-      const cut = join(dir, 'cut.ova');
-      await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
       let r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o1'), cut]);
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr).toMatch(/the base of web1 is as it was before this import/);
       expect(await baseState(staging)).toBe(before);
-      const bad = Buffer.from(bytes);
-      bad[bad.indexOf(Buffer.from('P2V-DELTA 1\n')) + 4000]! ^= 0xff;
-      const corrupt = join(dir, 'corrupt.ova');
-      await writeFile(corrupt, bad);
       r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o2'), corrupt]);
       expect(r.exitCode).not.toBe(0);
       expect(await baseState(staging)).toBe(before);
