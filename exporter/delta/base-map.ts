@@ -38,13 +38,13 @@ export function baseMapFile(path: string): BaseMapSource {
   } catch {
     // Reported by the first read, with the remedy.
   }
-  if (kind === 'file') return { where: path, open: read };
+  return kind === 'file' ? { where: path, open: read } : readOnce(path, read);
+}
+
+/** A map that can be read only once (a pipe, an ssh channel): every open() is that one read. */
+export function readOnce(where: string, read: () => Promise<BlockMapReader>): BaseMapSource {
   let one: Promise<BlockMapReader> | undefined;
-  return {
-    where: path,
-    once: true,
-    open: () => (one ??= read()),
-  };
+  return { where, once: true, open: () => (one ??= read()) };
 }
 
 /**

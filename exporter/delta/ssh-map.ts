@@ -2,17 +2,16 @@
  * With --ssh and --delta, the base map comes from the stager itself: `ssh
  * STAGER p2v-import --block-map NAME` (behind a forced command, only for the
  * name it pins: importer/forced-command.ts), read once as a stream while it
- * comes (base-map.ts `once`: the header
- * checked before anything is sent, each disk's entries as they are
- * compared). A stager with no base for this machine yet says so, and the
- * export is then a full one.
+ * comes (base-map.ts `readOnce`: the header checked before anything is
+ * sent, each disk's entries as they are compared). A stager with no base
+ * for this machine yet says so, and the export is then a full one.
  */
 import type { Readable } from 'node:stream';
 import { Writable } from 'node:stream';
 import { P2vError } from '../../lib/errors.js';
 import { readBlockMap } from '../../ovf/delta/index.js';
 import { openRemoteReceiver, type SshOptions } from '../ssh-transport.js';
-import type { BaseMapSource } from './base-map.js';
+import { readOnce, type BaseMapSource } from './base-map.js';
 
 /** Remote stderr kept for the verdict (a few lines), and passed on to ours. */
 function keepTail(into: { text: string }): Writable {
@@ -70,7 +69,5 @@ export async function sshBaseMap(ssh: SshOptions, name: string): Promise<BaseMap
     yield head!.value as Buffer;
     yield* first.stream;
   }
-  let one: ReturnType<typeof readBlockMap> | undefined;
-  // Read once, as it comes (base-map.ts `once`): the map travels while the overlay starts and the disks are inspected.
-  return { where, once: true, open: () => (one ??= readBlockMap(whole(), where)) };
+  return readOnce(where, () => readBlockMap(whole(), where));
 }
