@@ -105,9 +105,10 @@ async function receiveAndWrite(
     // The staged import itself is good: keep it so the outputs can be retried.
     area.keep();
     // Its disks were the base's own (a delta applied in place): the verified result is the base from now on.
-    keepTaken?.cancel();
-    if (staged.baseTaken && req.keepBase)
+    if (keepTaken) {
+      keepTaken.cancel();
       await keepCompleteBase(req.staging, staged, { move: false, logger: req.logger });
+    }
     // Every fs call of the outputs already says what failed; an errno that slipped through still gets words.
     const e = isErrno(caught)
       ? await fsErrorMeasured(caught, { path: caught.path ?? 'an output', action: 'write' })

@@ -123,32 +123,29 @@ export async function* digestBlocks(
       d.push(c, out);
       if (out.length) yield out;
     }
-    const out: DigestedBlock[] = [];
-    d.finish(out);
-    if (out.length) yield out;
-    return;
-  }
-  const start = (c: DataChunk) => {
-    if (c.offset % blockSize !== 0) return Promise.resolve(undefined);
-    const p = hasher(c);
-    p.catch(() => undefined); // observed in its turn
-    return p;
-  };
-  const it = chunks[Symbol.asyncIterator]();
-  try {
-    let cur = await it.next();
-    let curEntries = cur.done ? undefined : start(cur.value);
-    while (!cur.done) {
-      const next = await it.next();
-      const nextEntries = next.done ? undefined : start(next.value);
-      const out: DigestedBlock[] = [];
-      d.push(cur.value, out, await curEntries);
-      if (out.length) yield out;
-      cur = next;
-      curEntries = nextEntries;
+  } else {
+    const start = (c: DataChunk) => {
+      if (c.offset % blockSize !== 0) return Promise.resolve(undefined);
+      const p = hasher(c);
+      p.catch(() => undefined); // observed in its turn
+      return p;
+    };
+    const it = chunks[Symbol.asyncIterator]();
+    try {
+      let cur = await it.next();
+      let curEntries = cur.done ? undefined : start(cur.value);
+      while (!cur.done) {
+        const next = await it.next();
+        const nextEntries = next.done ? undefined : start(next.value);
+        const out: DigestedBlock[] = [];
+        d.push(cur.value, out, await curEntries);
+        if (out.length) yield out;
+        cur = next;
+        curEntries = nextEntries;
+      }
+    } finally {
+      await it.return?.();
     }
-  } finally {
-    await it.return?.();
   }
   const out: DigestedBlock[] = [];
   d.finish(out);
