@@ -31,21 +31,27 @@ async function importFrom(ova: string, staging: string, raw: string, extra: stri
   return execa(node!, [imp!, '--staging', staging, '--raw', raw, '--quiet', ...extra, ova], { reject: false });
 }
 
+/** Cold export of `disk` to dir/cold.ova, imported into dir/staging with --keep-base (output dir/out1): the staging dir. */
+async function coldWithBase(disk: string, dir: string): Promise<string> {
+  const staging = join(dir, 'staging');
+  const e = await exportTo(disk, join(dir, 'cold.ova'));
+  expect(e.exitCode, e.stderr).toBe(0);
+  const i = await importFrom(join(dir, 'cold.ova'), staging, join(dir, 'out1'), ['--keep-base']);
+  expect(i.exitCode, i.stderr).toBe(0);
+  return staging;
+}
+
 describe('p2v-export --base-map', () => {
   it('sends only the changed blocks, and the stager rebuilds exactly the cold export', async () => {
     needRoot();
     await needPrograms('nbdkit', 'nbdfuse', 'mount', 'umount', 'mkfs.ext4', 'qemu-img', 'cp');
     await withTmpDir('p2v-delta-export-', async (dir) => {
       const disk = await makeDataDisk(join(dir, 'src.img'), 128 * MiB, 120, 200_000);
-      const staging = join(dir, 'staging');
-      let r = await exportTo(disk.path, join(dir, 'cold.ova'));
-      expect(r.exitCode, r.stderr).toBe(0);
-      r = await importFrom(join(dir, 'cold.ova'), staging, join(dir, 'out1'), ['--keep-base']);
-      expect(r.exitCode, r.stderr).toBe(0);
+      const staging = await coldWithBase(disk.path, dir);
       await fetchBlockMap(staging, 'web1', join(dir, 'map'));
 
       const changed = await changeFiles(disk, 20);
-      r = await exportTo(disk.path, join(dir, 'delta.ova'), ['--base-map', join(dir, 'map')]);
+      let r = await exportTo(disk.path, join(dir, 'delta.ova'), ['--base-map', join(dir, 'map')]);
       expect(r.exitCode, r.stderr).toBe(0);
       const coldBytes = (await stat(join(dir, 'cold.ova'))).size;
       const deltaBytes = (await stat(join(dir, 'delta.ova'))).size;
@@ -79,11 +85,7 @@ describe('p2v-export --base-map', () => {
     await needPrograms('nbdkit', 'nbdfuse', 'mount', 'umount', 'mkfs.ext4', 'qemu-img', 'cp', 'bash', 'tar');
     await withTmpDir('p2v-delta-export-', async (dir) => {
       const disk = await makeDataDisk(join(dir, 'src.img'), 64 * MiB, 60, 200_000);
-      const staging = join(dir, 'staging');
-      let r = await exportTo(disk.path, join(dir, 'cold.ova'));
-      expect(r.exitCode, r.stderr).toBe(0);
-      r = await importFrom(join(dir, 'cold.ova'), staging, join(dir, 'out1'), ['--keep-base']);
-      expect(r.exitCode, r.stderr).toBe(0);
+      const staging = await coldWithBase(disk.path, dir);
       await changeFiles(disk, 10);
       const [node, exp] = cliArgv('p2v-export');
       const [, imp] = cliArgv('p2v-import');
@@ -94,7 +96,7 @@ describe('p2v-export --base-map', () => {
           ['-c', `"$0" "$1" --disk "$2" --name web1 --quiet -o "$3" --base-map <(${map})`, node!, exp!, disk.path, ova],
           { reject: false, env: { IMP: imp!, NODE: node!, STAGING: staging, MAP: join(dir, 'map') } },
         );
-      r = await oneLiner('"$NODE" "$IMP" --staging "$STAGING" --block-map web1', join(dir, 'pipe.ova'));
+      let r = await oneLiner('"$NODE" "$IMP" --staging "$STAGING" --block-map web1', join(dir, 'pipe.ova'));
       expect(r.exitCode, r.stderr).toBe(0);
       // The same delta as from the map in a file (checked whole first, then read again).
       await fetchBlockMap(staging, 'web1', join(dir, 'map'));
@@ -122,15 +124,11 @@ describe('p2v-export --base-map', () => {
     await needPrograms('nbdkit', 'nbdfuse', 'mkfs.ext4', 'qemu-img', 'cp');
     await withTmpDir('p2v-delta-export-', async (dir) => {
       const disk = await makeDataDisk(join(dir, 'src.img'), 64 * MiB, 10, 100_000);
-      const staging = join(dir, 'staging');
-      let r = await exportTo(disk.path, join(dir, 'cold.ova'));
-      expect(r.exitCode, r.stderr).toBe(0);
-      r = await importFrom(join(dir, 'cold.ova'), staging, join(dir, 'out1'), ['--keep-base']);
-      expect(r.exitCode, r.stderr).toBe(0);
+      const staging = await coldWithBase(disk.path, dir);
       await fetchBlockMap(staging, 'web1', join(dir, 'map'));
 
       const [node, exp] = cliArgv('p2v-export');
-      r = await execa(
+      let r = await execa(
         node!,
         [exp!, '--disk', disk.path, '--name', 'db2', '-o', join(dir, 'x.ova'), '--base-map', join(dir, 'map')],
         { reject: false, stdin: 'ignore' },
