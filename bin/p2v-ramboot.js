@@ -1,4 +1,4 @@
 #!/usr/bin/env node
-// Installed entry point: the compiled CLI lives in dist/ (npm run build).
-import { main } from '../dist/ramboot/cli.js';
-await main(process.argv);
+// Installed entry point: the compiled CLI in dist/ (npm run build), linked into one file when built so.
+import { runCli } from './entry.js';
+await runCli('p2v-ramboot', 'ramboot/cli.js');

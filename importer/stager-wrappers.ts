@@ -53,6 +53,7 @@ export async function checkCheckoutUsable(
   }
   const needs: [string, Access][] = [
     [join(checkout, 'bin', 'p2v-import.js'), 4],
+    [join(checkout, 'bin', 'entry.js'), 4],
     [join(checkout, 'dist', 'importer', 'cli.js'), 4],
     [join(checkout, 'package.json'), 4],
     [join(checkout, 'node_modules'), 1],

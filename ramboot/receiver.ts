@@ -2,7 +2,8 @@
  * bundleReceiver: the receiver of the direct path as a self-contained folder
  * that the p2v-target OS definition copies into the bootstrap system
  * (`receiver_dir`, default /var/lib/ganeti-p2v/receiver): package.json,
- * bin/p2v-import.js, the compiled dist/ and only the production
+ * bin/p2v-import.js and bin/entry.js, the compiled dist/ (with bundle/, the
+ * CLI linked into one file, its timestamps kept) and only the production
  * dependencies. It is the very p2v-import of this installation, so the
  * target runs the same `--device` code as the stager. The node that runs it
  * on the target comes from Debian (trixie's nodejs 20): none is bundled.
@@ -99,7 +100,7 @@ export async function productionPackages(root: string): Promise<string[]> {
 export async function bundleReceiver(opts: ReceiverBundleOptions): Promise<ReceiverBundleReport> {
   const source = resolve(opts.source ?? installationRoot());
   const output = resolve(opts.output);
-  for (const need of ['package.json', 'bin/p2v-import.js', 'dist/importer/cli.js']) {
+  for (const need of ['package.json', 'bin/p2v-import.js', 'bin/entry.js', 'dist/importer/cli.js']) {
     if (!(await exists(join(source, need))))
       throw new P2vError('IO', `${join(source, need)} is missing: not a built ganeti-p2v installation`, {
         hint: 'build it first (npm ci && npm run build), or pass --source DIR',
@@ -113,9 +114,11 @@ export async function bundleReceiver(opts: ReceiverBundleOptions): Promise<Recei
     await rm(stage, { recursive: true, force: true });
     await mkdir(join(stage, 'bin'), { recursive: true });
     await cp(join(source, 'package.json'), join(stage, 'package.json'));
-    await cp(join(source, 'bin/p2v-import.js'), join(stage, 'bin/p2v-import.js'));
+    for (const f of ['bin/p2v-import.js', 'bin/entry.js']) await cp(join(source, f), join(stage, f));
     await cp(join(source, 'dist'), join(stage, 'dist'), {
       recursive: true,
+      // bin/entry.js runs dist/bundle/ only when it is not older than dist/: copied in any order, it would not be.
+      preserveTimestamps: true,
       filter: (src) => !SKIP_DIST.has(src.slice(join(source, 'dist').length + 1).split('/')[0]!),
     });
     // Parents before children: a nested package folder lands inside its parent's copy.

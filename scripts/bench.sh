@@ -11,5 +11,6 @@ bash scripts/setup.sh
 if ! flock dist.lock npx tsc -p tsconfig.json --noEmitOnError false >/dev/null; then
   echo "bench: warning: tsc reported type errors (npx tsc -p . --noEmit); running what was emitted" >&2
 fi
+flock dist.lock node scripts/bundle.mjs
 test -f dist/bench/run.js || { echo "bench: build failed (npx tsc -p tsconfig.json)" >&2; exit 1; }
 exec node dist/bench/run.js "$@"

@@ -1,5 +1,5 @@
 // Build dist/ once before any test, so tests run the CLIs exactly as installed
-// (bin/*.js → dist/). Type errors are reported by `tsc --noEmit` in scripts/test.sh;
+// (bin/*.js → dist/bundle/, linked from dist/ by scripts/bundle.mjs). Type errors are reported by `tsc --noEmit` in scripts/test.sh;
 // here we emit even with errors so one folder's work in progress does not stop another's tests.
 // Several vitest runs may start at once: the emit goes to a fresh directory that
 // replaces dist/ by rename under a lock, so no run ever reads a half-written file.
@@ -34,6 +34,8 @@ export default function setup(): void {
   } catch {
     /* emitted anyway; scripts/test.sh type-checks separately */
   }
+  // Not caught: a bin/ that silently ran dist/ unlinked would test something else than what is installed.
+  execFileSync(process.execPath, ['scripts/bundle.mjs', next], { cwd: ROOT, stdio: 'pipe' });
   const swap = `set -e; old=dist.old-${process.pid}; [ -d dist ] && mv dist "$old"; mv "${next}" dist; rm -rf "$old"`;
   execFileSync('flock', ['dist.lock', 'sh', '-c', swap], { cwd: ROOT, stdio: 'pipe' });
   if (existsSync(next)) rmSync(next, { recursive: true, force: true });

@@ -230,7 +230,7 @@ describe('the stager set up as the admin guide says', () => {
       // A built checkout's shape, in a 0700 directory like /root.
       const checkout = join(dir, 'root', 'ganeti-p2v');
       for (const d of ['bin', 'dist/importer', 'node_modules']) await mkdir(join(checkout, d), { recursive: true });
-      for (const f of ['bin/p2v-import.js', 'dist/importer/cli.js', 'package.json'])
+      for (const f of ['bin/p2v-import.js', 'bin/entry.js', 'dist/importer/cli.js', 'package.json'])
         await writeFile(join(checkout, f), '');
       await chmod(dir, 0o755);
       await chmod(join(dir, 'root'), 0o700);

@@ -4,7 +4,7 @@
  * its production dependencies, runnable on its own.
  */
 import { execa } from 'execa';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { productionPackages } from '../../ramboot/receiver.js';
@@ -29,6 +29,9 @@ describe('p2v-ramboot receiver', () => {
       for (const d of Object.keys(pkg.dependencies)) expect(report.packages).toContain(`node_modules/${d}`);
       for (const d of Object.keys(pkg.devDependencies)) expect(report.packages).not.toContain(`node_modules/${d}`);
       expect((await readdir(join(out, 'dist'))).sort()).not.toContain('bench');
+      // bin/entry.js runs the linked CLI only when it is not older than dist/'s modules: the copy keeps that so.
+      const linked = await stat(join(out, 'dist/bundle/p2v-import.js'));
+      expect(linked.mtimeMs).toBeGreaterThanOrEqual((await stat(join(out, 'dist/importer/cli.js'))).mtimeMs);
       // Run from a folder of its own, far from the checkout's node_modules.
       const v = await execa(process.execPath, [join(out, 'bin/p2v-import.js'), '--version'], { cwd: dir });
       expect(v.stdout).toBe(`p2v-import ${pkg.version}`);
