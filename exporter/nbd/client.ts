@@ -31,7 +31,7 @@ const DEFAULT_IN_FLIGHT = 16;
  * byte is copied once, from it into the request's own buffer, and no buffer
  * is allocated per data event.
  */
-const RECEIVE_BUFFER = 1024 * 1024;
+const RECEIVE_BUFFER = 64 * 1024;
 /**
  * While at least this much of a read is still to come, the socket reads
  * into the read's own buffer (net onread with a buffer function), so those
