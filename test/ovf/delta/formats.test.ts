@@ -4,8 +4,12 @@
  * recomputes, and damaged input refused with one line.
  */
 import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { inflateSync } from 'node:zlib';
 import {
+  BlockPacker,
   blockCount,
+  sampleEntropy,
   digestBlocks,
   DiskDigest,
   EntryCursor,
@@ -118,6 +122,39 @@ describe('ovf/delta formats', () => {
       for (const d of batch) for (let k = 0; k < d.count; k++) got.push(d.entry);
     expect(asked).toBeGreaterThan(0);
     expect(got).toEqual(await entries(a));
+  });
+
+  it('stops deflating a run of blocks that do not shrink, but not blocks that look compressible', () => {
+    const random = () => randomBytes(BS);
+    const text = (i: number) => Buffer.from(`block ${i} `.repeat(BS)).subarray(0, BS);
+    // A file's last block: a fifth of data, then zeros.
+    const tail = () => Buffer.concat([randomBytes(BS / 5), Buffer.alloc(BS - BS / 5)]);
+    expect(sampleEntropy(random())).toBeGreaterThan(7.5);
+    expect(sampleEntropy(tail())).toBeLessThan(7.5);
+    expect(sampleEntropy(text(1))).toBeLessThan(7.5);
+    const p = new BlockPacker(1);
+    const packed: [Buffer, Buffer][] = [];
+    const pack = (index: number, raw: Buffer) => {
+      const out = p.pack(index, raw);
+      packed.push([raw, out]);
+      return out;
+    };
+    // 40 incompressible blocks in a row: tried at 0, then after 8 stored, then after 16 stored.
+    for (let i = 0; i < 40; i++) pack(100 + i, random());
+    expect(p.tries).toBe(3);
+    // In the same run, a mostly-zero block is tried anyway, shrinks, and ends the skipping.
+    expect(pack(140, tail()).length).toBeLessThan(BS / 2);
+    expect(p.tries).toBe(4);
+    pack(141, random());
+    expect(p.tries).toBe(5);
+    // After a gap: tried again, and text shrinks every time.
+    for (let i = 0; i < 5; i++) expect(pack(200 + i, text(i)).length).toBeLessThan(BS / 4);
+    expect(p.tries).toBe(10);
+    for (const [raw, out] of packed) expect(inflateSync(out)).toEqual(raw);
+    // Level 0 never tries.
+    const stored = new BlockPacker(0);
+    expect(inflateSync(stored.pack(0, text(0)))).toEqual(text(0));
+    expect(stored.tries).toBe(0);
   });
 
   it('writes and reads a map as a stream, and refuses a damaged one', async () => {
