@@ -85,17 +85,19 @@ export async function inspectDisk(given: DiskImage, index: number): Promise<Insp
   };
   const links = await hardwareLinks(given.source);
   if (links.length) disk.hardwareLinks = links;
-  for (const p of table.partitions) {
+  // The partitions are probed at once: each blkid reads through FUSE and the overlay, and mostly waits.
+  const found = await Promise.all(
+    table.partitions.map((p) => (isContainerPartition(p) ? undefined : probeFilesystem(given.path, p.start, p.size))),
+  );
+  for (const [i, p] of table.partitions.entries()) {
     const ip: InspectedPartition = { number: p.number, start: p.start, size: p.size, type: p.type };
     if (p.partUuid) ip.partUuid = p.partUuid;
     if (p.name) ip.partLabel = p.name;
     if (p.bootable !== undefined) ip.bootable = p.bootable;
-    if (!isContainerPartition(p)) {
-      const fs = await probeFilesystem(given.path, p.start, p.size);
-      if (fs.fsType) ip.fsType = fs.fsType;
-      if (fs.fsUuid) ip.fsUuid = fs.fsUuid;
-      if (fs.fsLabel) ip.fsLabel = fs.fsLabel;
-    }
+    const fs = found[i];
+    if (fs?.fsType) ip.fsType = fs.fsType;
+    if (fs?.fsUuid) ip.fsUuid = fs.fsUuid;
+    if (fs?.fsLabel) ip.fsLabel = fs.fsLabel;
     disk.partitions.push(ip);
   }
   if (table.type === 'none') {
