@@ -30,6 +30,7 @@ const MAX_WORKERS = 4;
 export function defaultHashWorkers(): number {
   return Math.max(1, Math.min(availableParallelism() - 1, MAX_WORKERS));
 }
+
 /** A run shorter than this goes to one worker whole: a message costs more than hashing a few blocks. */
 const MIN_RUN_BLOCKS = 64;
 
