@@ -14,6 +14,10 @@
  *
  * After a crash the next import finds the dead `.partial` dir and puts the
  * base back before removing it (restoreTakenIn, from clearDeadPartials).
+ * After a crash past the commit (the result verified, the journal dropped,
+ * the outputs being written), the committed import holds the new disks: the
+ * next delta or map request of that machine keeps them as its base
+ * (recoverReleasedBase).
  */
 import { constants } from 'node:fs';
 import { link, lstat, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
@@ -24,7 +28,11 @@ import type { Logger } from '../lib/log.js';
 import { run } from '../lib/run.js';
 import { printable } from '../lib/text.js';
 import { baseDiskName, basesRoot, rerecordBaseDisks, TAKEN_MARK, type Base } from './base.js';
-import { readOurs } from './housekeeping.js';
+import { keepCompleteBase } from './base-keep.js';
+import { onExit } from '../lib/exit-actions.js';
+import { claimStaged, readStagedImport } from './from-staged.js';
+import { listStaged, readOurs } from './housekeeping.js';
+import { releaseOwner } from './owner.js';
 import { writeNewFile } from './place.js';
 import { rawDiskName } from './stage-disk.js';
 import { replayUndo, UndoJournal, type ByteRange } from './undo-journal.js';
@@ -240,4 +248,42 @@ export async function restoreTakenIn(staging: string, dir: string, logger: Logge
   }
   await putBack(baseDir, dir, record, logger);
   return true;
+}
+
+/**
+ * The base of `name` still marked taken by an import that committed (its
+ * delta applied and verified, the journal dropped) and then stopped before it
+ * kept the result as the base: killed or the machine stopped while the
+ * outputs were written, which for a large disk takes minutes. That import's
+ * staged copy holds the machine's disks as the delta left them, so it
+ * becomes the base, copied (the staged import stays for --from-staged, as
+ * after a failed output). Without this the base stayed "in use" until
+ * --remove and a full export. Returns true when the base was put right.
+ */
+export async function recoverReleasedBase(staging: string, name: string, logger: Logger): Promise<boolean> {
+  checkInstanceName(name);
+  const owner = (await readOurs(join(basesRoot(staging), name, TAKEN_MARK), 256))?.trim();
+  if (!owner) return false;
+  const same = (await listStaged(staging)).filter((e) => e.id === owner);
+  // Still running, or dead before its commit (clearDeadPartials puts that base back), or removed since: not this case.
+  if (same.length !== 1 || same[0]!.state !== 'committed') return false;
+  const dir = same[0]!.dir;
+  try {
+    await claimStaged(dir, owner);
+  } catch {
+    return false; // another run claimed it first
+  }
+  const release = onExit(`release ${dir}`, () => releaseOwner(dir));
+  try {
+    const staged = await readStagedImport(dir, owner);
+    if (staged.instanceName !== name) return false;
+    logger.warn(
+      `the base of ${name} was taken by import ${owner}, which verified its result and stopped before keeping it: ` +
+        `that result becomes the base (copied from ${dir})`,
+    );
+    await keepCompleteBase(staging, staged, { move: false, logger });
+    return (await readOurs(join(basesRoot(staging), name, TAKEN_MARK), 256)) === undefined;
+  } finally {
+    await release.run();
+  }
 }

@@ -266,7 +266,11 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (mode === 'block-map') {
-      await writeBlockMapOut(staging, client.blockMap ?? checkInstanceName(o.blockMap!));
+      const name = client.blockMap ?? checkInstanceName(o.blockMap!);
+      // A base left taken by an import stopped after its commit becomes that import's result first.
+      const { recoverReleasedBase } = await import('./base-take.js');
+      await recoverReleasedBase(staging, name, logger);
+      await writeBlockMapOut(staging, name);
       return;
     }
 

@@ -84,8 +84,21 @@ async function stagedDisks(dir: string, m: MachineDescription): Promise<StagedDi
   return disks;
 }
 
+/** A committed import read back: its machine.json and one checked raw file per disk. */
+export async function readStagedImport(dir: string, id: string, name?: string): Promise<StagedImport> {
+  const record = await readRecord(dir);
+  return {
+    id,
+    dir,
+    machine: record.machine,
+    instanceName: name !== undefined ? checkInstanceName(name) : record.instanceName,
+    verified: record.verified,
+    disks: await stagedDisks(dir, record.machine),
+  };
+}
+
 /** Claim the copy for this run; refused while another process works in it. */
-async function claim(dir: string, id: string): Promise<void> {
+export async function claimStaged(dir: string, id: string): Promise<void> {
   const inUse = () =>
     new P2vError('USAGE', `staged import ${id} is in use by another p2v-import`, {
       hint: 'wait for that run to finish (p2v-import --list shows it as committed-in-use)',
@@ -121,19 +134,11 @@ export async function importFromStaged(req: FromStagedRequest): Promise<ImportRe
     });
   if (!st.isDirectory()) throw damaged(dir, 'it is not a directory');
 
-  await claim(dir, parsed.id);
+  await claimStaged(dir, parsed.id);
   const release = onExit(`release ${dir}`, () => releaseOwner(dir));
   try {
-    const record = await readRecord(dir);
-    checkOutputLimits(record.machine, req.outputs);
-    const staged: StagedImport = {
-      id: parsed.id,
-      dir,
-      machine: record.machine,
-      instanceName: req.name !== undefined ? checkInstanceName(req.name) : record.instanceName,
-      verified: record.verified,
-      disks: await stagedDisks(dir, record.machine),
-    };
+    const staged = await readStagedImport(dir, parsed.id, req.name);
+    checkOutputLimits(staged.machine, req.outputs);
     for (const o of req.outputs) {
       if (o.kind !== 'device') continue;
       const size = await targetSize(o.path).catch((e: unknown) => {

@@ -24,7 +24,7 @@ import { checkOutputLimits } from './limits.js';
 import { MACHINE_FILE, openStagingArea, type StagingArea } from './staging.js';
 import { keepInterruptedBase } from './base-keep.js';
 import { MapTap } from './base-map-tap.js';
-import { restoreTakenIn, TakenBase } from './base-take.js';
+import { recoverReleasedBase, restoreTakenIn, TakenBase } from './base-take.js';
 import { admitDelta, applyDeltaDisk, copyBaseDisks, deltaOf } from './delta-apply.js';
 import type { Base } from './base.js';
 import { isWarmPass, type DeltaFormat } from '../ovf/delta/index.js';
@@ -115,6 +115,7 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
       spaceChecked = true;
     };
     const prepareDelta = async (m: MachineDescription, formats: DeltaFormat[], name: string) => {
+      await recoverReleasedBase(req.staging, name, req.logger);
       base = await admitDelta(req.staging, m, formats, name);
       await ensureSpace(m);
       // In place when this import becomes the next base anyway and no output shares the base's files.

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { readFile, readdir, rm, stat, truncate, writeFile, open } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, truncate, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readBlockMap, verifyBlockMap } from '../../../ovf/delta/index.js';
@@ -238,6 +238,60 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       expect((await stat(baseDisk)).ino).toBe(ino);
       expect((await readdir(staging)).sort()).toEqual(['bases']);
       expect((await readdir(join(staging, 'bases', 'web1'))).sort()).toEqual(['base.json', 'disk0.map', 'disk0.raw']);
+    });
+  });
+
+  it('a base left taken by an import stopped after its commit becomes that import’s verified result', async () => {
+    await needPrograms('qemu-img', 'tar', 'cp', 'touch');
+    await withTmpDir('p2v-delta-', async (dir) => {
+      const { staging, raw0, map } = await coldWithBase(dir);
+      await rm(join(dir, 'out1'), { recursive: true });
+      const { changed, ova } = await brokenDeltas(dir, raw0, map, 11);
+      // Applied in place and committed; the staged copy stays (as while the outputs are being written).
+      let r = await runImport([
+        '--staging',
+        staging,
+        '--keep-base',
+        '--keep-staged',
+        '--raw',
+        join(dir, 'o1'),
+        '-v',
+        ova,
+      ]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/written onto the base, in place under its undo journal/);
+      const id = (await readdir(staging)).find((n) => n !== 'bases')!;
+      // What SIGKILL or a power cut leaves between the commit and keeping the result: the base still marked
+      // taken by that import, its disk gone into the committed import (the journal was dropped at the commit).
+      const baseDir = join(staging, 'bases', 'web1');
+      await rm(join(baseDir, 'disk0.raw'));
+      await writeFile(join(baseDir, 'taken-by'), `${id}\n`);
+      expect((await runImport(['--staging', staging, '--list'])).stdout).toMatch(/^web1\s+-\s+-\s+in-use$/m);
+      // The next map request finds the import stopped and keeps its result as the base, by copy.
+      r = await runImport(['--staging', staging, '--block-map', 'web1']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `the base of web1 was taken by import ${id}, which verified its result and stopped before keeping it`,
+        ),
+      );
+      expect(await sha(join(baseDir, 'disk0.raw'))).toBe(await sha(changed));
+      expect((await readdir(baseDir)).sort()).not.toContain('taken-by');
+      expect((await readdir(staging)).sort()).toEqual([id, 'bases'].sort());
+      // And the next delta, against the map of that base, applies.
+      const next = join(dir, 'next.raw');
+      await changedCopy(changed, next, [[3 * MiB, pattern(200_000, 12)]]);
+      const map2 = join(dir, 'map2');
+      await fetchBlockMap(staging, 'web1', map2);
+      await mkdir(join(dir, 'd2'));
+      const d2 = await makeDeltaOva(join(dir, 'd2'), {
+        raws: [{ path: next, capacity: SIZE }],
+        map: map2,
+        name: 'web1',
+      });
+      r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o2'), d2.ova]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(await sha(join(dir, 'o2', 'web1-disk0.raw'))).toBe(await sha(next));
     });
   });
 
