@@ -275,8 +275,14 @@ export async function recoverReleasedBase(staging: string, name: string, logger:
   }
   const release = onExit(`release ${dir}`, () => releaseOwner(dir));
   try {
-    const staged = await readStagedImport(dir, owner);
-    if (staged.instanceName !== name) return false;
+    // Not whole (stopped while its result was being moved into the base): left for --remove, with a word.
+    const staged = await readStagedImport(dir, owner).catch((e: unknown) => {
+      logger.warn(
+        `the base of ${name} was taken by import ${owner}, whose result cannot be kept: ${(e as Error).message}`,
+      );
+      return undefined;
+    });
+    if (staged?.instanceName !== name) return false;
     logger.warn(
       `the base of ${name} was taken by import ${owner}, which verified its result and stopped before keeping it: ` +
         `that result becomes the base (copied from ${dir})`,

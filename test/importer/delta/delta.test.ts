@@ -292,6 +292,16 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       r = await runImport(['--staging', staging, '--keep-base', '--raw', join(dir, 'o2'), d2.ova]);
       expect(r.exitCode, r.stderr).toBe(0);
       expect(await sha(join(dir, 'o2', 'web1-disk0.raw'))).toBe(await sha(next));
+      // A stopped import whose staged copy is not whole is not kept: the base stays in use, and the reason is said.
+      await rm(join(baseDir, 'disk0.raw'));
+      await writeFile(join(baseDir, 'taken-by'), `${id}\n`);
+      await rm(join(staging, id, 'disk0.raw'));
+      r = await runImport(['--staging', staging, '--block-map', 'web1']);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toMatch(
+        new RegExp(`taken by import ${id}, whose result cannot be kept: .*disk0.raw is missing`),
+      );
+      expect(r.stderr).toMatch(/the base of web1 is in use/);
     });
   });
 
