@@ -23,6 +23,7 @@ import { checkOutputLimits } from './limits.js';
 import { withKeptHint, writeOutputsReporting, type PhaseReporting } from './output-phases.js';
 import { claimOwner, ownerAlive, readOwner, releaseOwner } from './owner.js';
 import { checkFitsTarget } from './policy.js';
+import { baseMapName } from './base.js';
 import { rawDiskName } from './stage-disk.js';
 import { MACHINE_FILE } from './staging.js';
 import type { ImportResult, NicDefaults, OutputSpec, StagedDisk, StagedImport } from './types.js';
@@ -52,10 +53,10 @@ function damaged(dir: string, what: string): P2vError {
 /** machine.json as receive.ts writes it, checked for the fields used here. */
 async function readRecord(
   dir: string,
-): Promise<{ instanceName: string; machine: MachineDescription; verified: boolean }> {
+): Promise<{ instanceName: string; machine: MachineDescription; verified: boolean; mapDigests: unknown[] }> {
   const text = await readOurs(join(dir, MACHINE_FILE), MAX_MACHINE_JSON);
   if (text === undefined) throw damaged(dir, `no readable ${MACHINE_FILE}`);
-  let j: { instanceName?: unknown; machine?: MachineDescription; manifestFound?: unknown };
+  let j: { instanceName?: unknown; machine?: MachineDescription; manifestFound?: unknown; mapDigests?: unknown };
   try {
     j = JSON.parse(text) as typeof j;
   } catch {
@@ -65,7 +66,12 @@ async function readRecord(
     throw damaged(dir, `${MACHINE_FILE} names no valid instance`);
   if (!j.machine || !Array.isArray(j.machine.disks) || !Array.isArray(j.machine.nics) || j.machine.disks.length === 0)
     throw damaged(dir, `${MACHINE_FILE} describes no disks`);
-  return { instanceName: j.instanceName, machine: j.machine, verified: j.manifestFound === true };
+  return {
+    instanceName: j.instanceName,
+    machine: j.machine,
+    verified: j.manifestFound === true,
+    mapDigests: Array.isArray(j.mapDigests) ? j.mapDigests : [],
+  };
 }
 
 /** The staged raw disks, each a regular file (never a link) of its recorded capacity. */
@@ -93,8 +99,21 @@ export async function readStagedImport(dir: string, id: string, name?: string): 
     machine: record.machine,
     instanceName: name !== undefined ? checkInstanceName(name) : record.instanceName,
     verified: record.verified,
-    disks: await stagedDisks(dir, record.machine),
+    disks: await withMaps(dir, await stagedDisks(dir, record.machine), record.mapDigests),
   };
+}
+
+/** A disk's block map as receive.ts recorded it, when its file is still there (a regular file, not a link). */
+async function withMaps(dir: string, disks: StagedDisk[], digests: unknown[]): Promise<StagedDisk[]> {
+  const out: StagedDisk[] = [];
+  for (const d of disks) {
+    const digest = digests[d.index];
+    const st = await lstat(join(dir, baseMapName(d.index))).catch(() => undefined);
+    out.push(
+      typeof digest === 'string' && /^[0-9a-f]{64}$/.test(digest) && st?.isFile() ? { ...d, mapDigest: digest } : d,
+    );
+  }
+  return out;
 }
 
 /** Claim the copy for this run; refused while another process works in it. */

@@ -247,7 +247,15 @@ export async function receiveOva(req: ImportRequest): Promise<Received> {
     await writeFile(
       join(area.dir, MACHINE_FILE),
       JSON.stringify(
-        { instanceName, machine: m, verified: result.verified, manifestFound: result.manifestFound },
+        {
+          instanceName,
+          machine: m,
+          verified: result.verified,
+          manifestFound: result.manifestFound,
+          // Each disk's block map (diskN.map beside it) and its digest, so the result can become a base later
+          // without reading the disks again (base-take.ts recoverReleasedBase).
+          mapDigests: disks.map((d) => d.mapDigest ?? null),
+        },
         null,
         2,
       ) + '\n',

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, readdir, rm, stat, truncate, writeFile, open } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, truncate, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readBlockMap, verifyBlockMap } from '../../../ovf/delta/index.js';
@@ -263,9 +263,12 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       const id = (await readdir(staging)).find((n) => n !== 'bases')!;
       // What SIGKILL or a power cut leaves between the commit and keeping the result: the base still marked
       // taken by that import, its disk gone into the committed import (the journal was dropped at the commit).
+      // Its result map, which keeping the result moved into the base, is back beside it too.
       const baseDir = join(staging, 'bases', 'web1');
       await rm(join(baseDir, 'disk0.raw'));
       await writeFile(join(baseDir, 'taken-by'), `${id}\n`);
+      await rename(join(baseDir, 'disk0.map'), join(staging, id, 'disk0.map'));
+      const mapIno = (await stat(join(staging, id, 'disk0.map'))).ino;
       expect((await runImport(['--staging', staging, '--list'])).stdout).toMatch(/^web1\s+-\s+-\s+in-use$/m);
       // The next map request finds the import stopped and keeps its result as the base, by copy.
       r = await runImport(['--staging', staging, '--block-map', 'web1']);
@@ -277,6 +280,8 @@ describe('bases and deltas (p2v-import --keep-base, --block-map)', () => {
       );
       expect(await sha(join(baseDir, 'disk0.raw'))).toBe(await sha(changed));
       expect((await readdir(baseDir)).sort()).not.toContain('taken-by');
+      // The map recorded at the commit (machine.json has its digest) is the base's: the disk was not read again.
+      expect((await stat(join(baseDir, 'disk0.map'))).ino).toBe(mapIno);
       expect((await readdir(staging)).sort()).toEqual([id, 'bases'].sort());
       // And the next delta, against the map of that base, applies.
       const next = join(dir, 'next.raw');
