@@ -27,7 +27,7 @@ import { checkInstanceName } from '../lib/instance-name.js';
 import type { Logger } from '../lib/log.js';
 import { run } from '../lib/run.js';
 import { printable } from '../lib/text.js';
-import { baseDiskName, basesRoot, rerecordBaseDisks, TAKEN_MARK, type Base } from './base.js';
+import { baseDiskName, basesRoot, rerecordBaseDisks, TAKEN_MARK, takenBy, type Base } from './base.js';
 import { keepCompleteBase } from './base-keep.js';
 import { onExit } from '../lib/exit-actions.js';
 import { claimStaged, readStagedImport } from './from-staged.js';
@@ -101,7 +101,7 @@ export class TakenBase {
     } catch (e) {
       // writeNewFile words the errno; the one that means "taken already" is under it.
       if (((e as P2vError).cause as NodeJS.ErrnoException | undefined)?.code !== 'EEXIST') throw e;
-      const other = (await readOurs(mark, 256))?.trim() ?? 'another import';
+      const other = (await takenBy(base.dir)) ?? 'another import';
       throw new P2vError(
         'USAGE',
         `the base of ${base.name} is in use: import ${printable(other)} is applying a delta to it`,
@@ -240,7 +240,7 @@ export async function restoreTakenIn(staging: string, dir: string, logger: Logge
     return false;
   }
   const baseDir = join(basesRoot(staging), record.name);
-  const owner = (await readOurs(join(baseDir, TAKEN_MARK), 256))?.trim();
+  const owner = await takenBy(baseDir);
   const id = basename(dir).replace(/\.partial$/, '');
   if (owner !== id) {
     logger.warn(`${dir} had taken the base of ${printable(record.name)}, which is now someone else's: not put back`);
@@ -262,7 +262,8 @@ export async function restoreTakenIn(staging: string, dir: string, logger: Logge
  */
 export async function recoverReleasedBase(staging: string, name: string, logger: Logger): Promise<boolean> {
   checkInstanceName(name);
-  const owner = (await readOurs(join(basesRoot(staging), name, TAKEN_MARK), 256))?.trim();
+  const baseDir = join(basesRoot(staging), name);
+  const owner = await takenBy(baseDir);
   if (!owner) return false;
   const same = (await listStaged(staging)).filter((e) => e.id === owner);
   // Still running, or dead before its commit (clearDeadPartials puts that base back), or removed since: not this case.
@@ -288,7 +289,7 @@ export async function recoverReleasedBase(staging: string, name: string, logger:
         `that result becomes the base (copied from ${dir})`,
     );
     await keepCompleteBase(staging, staged, { move: false, logger });
-    return (await readOurs(join(basesRoot(staging), name, TAKEN_MARK), 256)) === undefined;
+    return (await takenBy(baseDir)) === undefined;
   } finally {
     await release.run();
   }

@@ -92,6 +92,11 @@ function noBase(name: string, staging: string): P2vError {
   });
 }
 
+/** The import that has taken the base in `dir` (its `taken-by` mark, base-take.ts), if one has. */
+export async function takenBy(dir: string): Promise<string | undefined> {
+  return (await readOurs(join(dir, TAKEN_MARK), 256))?.trim();
+}
+
 /** The base of `name`, checked: its files are those kept (not written to since). */
 export async function openBase(staging: string, name: string): Promise<Base> {
   checkInstanceName(name);
@@ -99,15 +104,11 @@ export async function openBase(staging: string, name: string): Promise<Base> {
   const st = await lstat(dir).catch(() => undefined);
   if (!st) throw noBase(name, staging);
   if (!st.isDirectory()) throw new P2vError('IO', `${dir} is not a base directory`, { hint: 'remove it by hand' });
-  const taker = await readOurs(join(dir, TAKEN_MARK), 256);
+  const taker = await takenBy(dir);
   if (taker !== undefined)
-    throw new P2vError(
-      'USAGE',
-      `the base of ${name} is in use: import ${printable(taker.trim())} is applying a delta to it`,
-      {
-        hint: `wait for that import to end; if none is running, drop the base with p2v-import --remove ${name} and send a full export`,
-      },
-    );
+    throw new P2vError('USAGE', `the base of ${name} is in use: import ${printable(taker)} is applying a delta to it`, {
+      hint: `wait for that import to end; if none is running, drop the base with p2v-import --remove ${name} and send a full export`,
+    });
   const text = await readOurs(join(dir, BASE_FILE), MAX_BASE_JSON);
   let info: BaseInfo;
   try {
@@ -460,7 +461,7 @@ export async function listBases(staging: string): Promise<BaseEntry[]> {
         dir,
       });
     } catch {
-      const taken = (await readOurs(join(dir, TAKEN_MARK), 256)) !== undefined;
+      const taken = (await takenBy(dir)) !== undefined;
       out.push({ name, state: taken ? 'in-use' : 'unreadable', dir });
     }
   }

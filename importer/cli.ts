@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { Command, InvalidArgumentError } from 'commander';
 import { runCommand } from '../lib/cli.js';
@@ -21,7 +21,7 @@ import { checkGanetiDefaults, checkUefiKvmExtra } from './config-ini.js';
 import { parseClientCommand, type ClientRequest } from './forced-command.js';
 import { formatStagedList, listStaged, removeStaged } from './housekeeping.js';
 import { formatBaseList, isImportId, writeBlockMapOut } from './base-cli.js';
-import { hasBase, listBases, removeBase } from './base.js';
+import { basesRoot, hasBase, listBases, removeBase, takenBy } from './base.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, parseDuration } from './idle-timeout.js';
 import { checkInstanceName } from '../lib/instance-name.js';
 import { parseSize } from './size.js';
@@ -267,9 +267,12 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (mode === 'block-map') {
       const name = client.blockMap ?? checkInstanceName(o.blockMap!);
-      // A base left taken by an import stopped after its commit becomes that import's result first.
-      const { recoverReleasedBase } = await import('./base-take.js');
-      await recoverReleasedBase(staging, name, logger);
+      // A base left taken by an import stopped after its commit becomes that import's result first (loaded
+      // only then: the recovery brings in the import's own modules).
+      if ((await takenBy(join(basesRoot(staging), name))) !== undefined) {
+        const { recoverReleasedBase } = await import('./base-take.js');
+        await recoverReleasedBase(staging, name, logger);
+      }
       await writeBlockMapOut(staging, name);
       return;
     }
